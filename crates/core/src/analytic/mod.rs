@@ -1,0 +1,1 @@
+//! Analytic denoisers (exact Gaussian, isotropic Gaussian mixture, empirical data set).

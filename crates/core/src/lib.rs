@@ -1,0 +1,22 @@
+//! rediffuse-core: the innermost layer. Pure f64 schedule math, the
+//! `Denoiser` abstraction, prediction-kind conversions, seeded noise, and
+//! the per-element loss/likelihood formulas of the DDPM paper.
+//!
+//! Nothing here depends on networks, samplers, training or the CLI.
+
+pub mod analytic;
+pub mod denoiser;
+pub mod error;
+pub mod gaussian;
+pub mod loss;
+pub mod noise;
+pub mod prediction;
+pub mod schedule;
+pub mod sde;
+pub mod tensor_util;
+
+pub use denoiser::Denoiser;
+pub use error::{CoreError, Result};
+pub use noise::NoiseSource;
+pub use prediction::Prediction;
+pub use schedule::{BetaSchedule, DiffusionSchedule};

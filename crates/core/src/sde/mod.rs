@@ -1,0 +1,1 @@
+//! Continuous-time SDE math (VE, VP, sub-VP) and EDM preconditioning.

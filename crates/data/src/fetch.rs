@@ -1,0 +1,1 @@
+//! Downloading standard data sets with SHA-256 checks.

@@ -1,0 +1,1 @@
+//! Metrics for samples (low-dimensional distances; later feature-based metrics) and plots.

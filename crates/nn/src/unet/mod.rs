@@ -1,0 +1,1 @@
+//! DDPM/ADM-style U-Net.

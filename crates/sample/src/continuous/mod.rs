@@ -1,0 +1,1 @@
+//! Continuous-time samplers (SDE, probability-flow ODE, DPM-Solver, EDM).

@@ -1,0 +1,3 @@
+//! rediffuse-sample: samplers as free functions over any `Denoiser`.
+
+pub mod continuous;
