@@ -1,3 +1,19 @@
 //! rediffuse-sample: samplers as free functions over any `Denoiser`.
+//!
+//! Discrete-time samplers: [`ddpm_sample`] (DDPM Algorithm 2) and [`ddim_sample`]
+//! (DDIM on a timestep sub-sequence chosen by [`ddim_timesteps`]). The caller
+//! creates x_T (e.g. `noise.randn(sample_shape, device)`) and passes the same
+//! `NoiseSource` for the per-step noise, so every sample is independent of batching.
 
 pub mod continuous;
+pub mod ddim;
+pub mod ddpm;
+pub mod error;
+pub mod step;
+pub mod timesteps;
+
+pub use ddim::{ddim_sample, ddim_sigma, DdimOptions};
+pub use ddpm::{ddpm_sample, ddpm_sigma, DdpmOptions, DdpmVariance};
+pub use error::SampleError;
+pub use step::StepInfo;
+pub use timesteps::{ddim_timesteps, TimestepSpacing};
