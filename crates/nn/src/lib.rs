@@ -1,8 +1,16 @@
 //! rediffuse-nn: networks (time-conditioned MLP, U-Net) and the CPU kernels
 //! they run on. Depends only on rediffuse-core and candle.
 
+pub mod embedding;
+pub mod error;
+pub mod mlp;
+pub mod model;
 pub mod net;
 pub mod ops;
 pub mod unet;
 
+pub use embedding::{timestep_embedding, SinusoidalEmbedding};
+pub use error::NnError;
+pub use mlp::{Mlp, MlpConfig};
+pub use model::ModelConfig;
 pub use net::DiffusionNet;

@@ -1,1 +1,27 @@
 //! Training loop, optimiser, EMA, checkpoints.
+//!
+//! The caller loads the data (a tensor `[N, …]`) and hands it to a [`Trainer`]; this crate does
+//! not know where data come from. See [`checkpoint`] for the run-folder layout.
+
+pub mod batcher;
+pub mod checkpoint;
+pub mod config;
+pub mod ema;
+pub mod error;
+pub mod fsutil;
+pub mod init;
+mod kernels;
+pub mod lr;
+pub mod metrics;
+pub mod optim;
+pub mod rng;
+pub mod run;
+pub mod trainer;
+
+pub use config::{Method, TrainConfig};
+pub use ema::Ema;
+pub use error::{Result, TrainError};
+pub use metrics::{read_metrics, MetricRecord};
+pub use optim::{AdamW, AdamWConfig};
+pub use run::{load_run, LoadedRun, NetDenoiser};
+pub use trainer::{NoObserver, StepReport, TrainObserver, TrainSummary, Trainer};

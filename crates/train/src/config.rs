@@ -1,0 +1,334 @@
+//! The configuration of a training run (`config.toml` of a run folder).
+
+use crate::error::{Result, TrainError};
+use rediffuse_core::{BetaSchedule, DiffusionSchedule, Prediction};
+use rediffuse_nn::{ModelConfig, NnError};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The diffusion method a network is trained for. Serialised with a `kind` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Method {
+    /// Discrete-time DDPM (Ho et al. 2020) trained with L_simple (Eq. 14) on the target of `prediction`.
+    Ddpm { schedule: BetaSchedule, timesteps: usize, prediction: Prediction },
+}
+
+impl Method {
+    /// DDPM with the paper's linear schedule, T = 1000, ε-prediction.
+    pub fn ddpm_default() -> Self {
+        Method::Ddpm { schedule: BetaSchedule::linear(), timesteps: 1000, prediction: Prediction::Epsilon }
+    }
+
+    /// The f64 schedule quantities of this method.
+    pub fn schedule(&self) -> Result<DiffusionSchedule> {
+        match self {
+            Method::Ddpm { schedule, timesteps, .. } => Ok(DiffusionSchedule::new(*schedule, *timesteps)?),
+        }
+    }
+
+    /// What the network outputs.
+    pub fn prediction(&self) -> Prediction {
+        match self {
+            Method::Ddpm { prediction, .. } => *prediction,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        match self {
+            Method::Ddpm { schedule, timesteps, .. } => {
+                if *timesteps == 0 {
+                    return Err(TrainError::invalid("method.timesteps", "must be >= 1"));
+                }
+                DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| match e {
+                    rediffuse_core::CoreError::InvalidParameter { name, reason } => {
+                        TrainError::invalid(format!("method.schedule.{name}"), reason)
+                    }
+                    other => TrainError::invalid("method.schedule", other.to_string()),
+                })?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_adam_eps() -> f64 {
+    1e-8
+}
+fn default_ema_decay() -> f64 {
+    0.999
+}
+fn default_true() -> bool {
+    true
+}
+fn default_log_every() -> usize {
+    100
+}
+fn default_checkpoint_every() -> usize {
+    5000
+}
+
+/// Everything that defines a training run. Read from / written to TOML or JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Data set specification, interpreted by the data layer / CLI (e.g. `"moons"`, `"file:x.npy"`).
+    pub data: String,
+    /// Number of samples to generate, for generated data sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_train: Option<usize>,
+    /// Number of optimiser steps.
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Peak learning rate (reached after `warmup_steps`).
+    pub lr: f64,
+    /// AdamW decoupled weight decay λ (default 0).
+    #[serde(default)]
+    pub weight_decay: f64,
+    #[serde(default = "default_beta1")]
+    pub adam_beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub adam_beta2: f64,
+    #[serde(default = "default_adam_eps")]
+    pub adam_eps: f64,
+    /// Linear learning-rate warm-up length in steps (0 = none).
+    #[serde(default)]
+    pub warmup_steps: usize,
+    /// Clip the global gradient norm to this value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
+    /// EMA decay of the weights (default 0.999).
+    #[serde(default = "default_ema_decay")]
+    pub ema_decay: f64,
+    /// Use the EMA warm-up decay min(ema_decay, (1 + n)/(10 + n)) (default true).
+    #[serde(default = "default_true")]
+    pub ema_warmup: bool,
+    /// Seeds parameter initialisation, data order, timesteps and noise.
+    pub seed: u64,
+    /// Log the mean loss to `metrics.jsonl` every this many steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: usize,
+    /// Write a checkpoint every this many steps (and always at the end).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    pub model: ModelConfig,
+    pub method: Method,
+}
+
+impl TrainConfig {
+    /// A config with the defaults above for `data`/`model`/`method`.
+    pub fn new(data: impl Into<String>, model: ModelConfig, method: Method) -> Self {
+        Self {
+            data: data.into(),
+            n_train: None,
+            steps: 10_000,
+            batch_size: 256,
+            lr: 1e-3,
+            weight_decay: 0.0,
+            adam_beta1: default_beta1(),
+            adam_beta2: default_beta2(),
+            adam_eps: default_adam_eps(),
+            warmup_steps: 0,
+            grad_clip: None,
+            ema_decay: default_ema_decay(),
+            ema_warmup: true,
+            seed: 0,
+            log_every: default_log_every(),
+            checkpoint_every: default_checkpoint_every(),
+            model,
+            method,
+        }
+    }
+
+    /// Check every value; the error names the first offending field.
+    pub fn validate(&self) -> Result<()> {
+        if self.data.trim().is_empty() {
+            return Err(TrainError::invalid("data", "must not be empty"));
+        }
+        if self.n_train == Some(0) {
+            return Err(TrainError::invalid("n_train", "must be >= 1"));
+        }
+        for (field, v) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("log_every", self.log_every),
+            ("checkpoint_every", self.checkpoint_every),
+        ] {
+            if v == 0 {
+                return Err(TrainError::invalid(field, "must be >= 1"));
+            }
+        }
+        positive("lr", self.lr)?;
+        positive("adam_eps", self.adam_eps)?;
+        if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
+            return Err(TrainError::invalid(
+                "weight_decay",
+                format!("must be finite and >= 0, got {}", self.weight_decay),
+            ));
+        }
+        unit_interval("adam_beta1", self.adam_beta1)?;
+        unit_interval("adam_beta2", self.adam_beta2)?;
+        unit_interval("ema_decay", self.ema_decay)?;
+        if let Some(c) = self.grad_clip {
+            positive("grad_clip", c)?;
+        }
+        self.model.validate().map_err(|e| match e {
+            NnError::InvalidConfig { field, reason } => TrainError::invalid(format!("model.{field}"), reason),
+            other => TrainError::invalid("model", other.to_string()),
+        })?;
+        self.method.validate()
+    }
+
+    /// Parse TOML text (does not validate).
+    pub fn from_toml_str(s: &str) -> std::result::Result<Self, String> {
+        toml::from_str(s).map_err(|e| e.to_string())
+    }
+
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("TrainConfig always serialises to TOML")
+    }
+
+    /// Parse JSON text (does not validate).
+    pub fn from_json_str(s: &str) -> std::result::Result<Self, String> {
+        serde_json::from_str(s).map_err(|e| e.to_string())
+    }
+
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string_pretty(self).expect("TrainConfig always serialises to JSON")
+    }
+
+    /// Read and validate a config file: JSON if the extension is `.json`, TOML otherwise.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(TrainError::MissingFile(path.to_path_buf()))
+            }
+            Err(e) => return Err(TrainError::io(path, e)),
+        };
+        let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let cfg = if is_json { Self::from_json_str(&text) } else { Self::from_toml_str(&text) }
+            .map_err(|reason| TrainError::ConfigParse { path: path.to_path_buf(), reason })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn positive(field: &str, v: f64) -> Result<()> {
+    if !v.is_finite() || v <= 0.0 {
+        return Err(TrainError::invalid(field, format!("must be a finite number > 0, got {v}")));
+    }
+    Ok(())
+}
+
+fn unit_interval(field: &str, v: f64) -> Result<()> {
+    if !v.is_finite() || !(0.0..1.0).contains(&v) {
+        return Err(TrainError::invalid(field, format!("must lie in [0, 1), got {v}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rediffuse_nn::MlpConfig;
+
+    fn cfg() -> TrainConfig {
+        TrainConfig::new("moons", ModelConfig::Mlp(MlpConfig::new(2)), Method::ddpm_default())
+    }
+
+    #[test]
+    fn toml_and_json_round_trip() {
+        let mut c = cfg();
+        c.grad_clip = Some(1.0);
+        c.n_train = Some(5000);
+        let t = c.to_toml_string();
+        assert_eq!(TrainConfig::from_toml_str(&t).unwrap(), c, "{t}");
+        assert_eq!(TrainConfig::from_json_str(&c.to_json_string()).unwrap(), c);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn minimal_toml_uses_defaults() {
+        let t = r#"
+data = "moons"
+steps = 100
+batch_size = 64
+lr = 0.001
+seed = 3
+[model]
+kind = "mlp"
+data_dim = 2
+[method]
+kind = "ddpm"
+timesteps = 100
+prediction = "epsilon"
+[method.schedule]
+kind = "cosine"
+s = 0.008
+max_beta = 0.999
+"#;
+        let c = TrainConfig::from_toml_str(t).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.ema_decay, 0.999);
+        assert_eq!(c.model, ModelConfig::Mlp(MlpConfig::new(2)));
+        assert!(TrainConfig::from_toml_str(&format!("bogus = 1\n{t}")).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases: Vec<(Box<dyn Fn(&mut TrainConfig)>, &str)> = vec![
+            (Box::new(|c| c.lr = f64::NAN), "lr"),
+            (Box::new(|c| c.lr = -1e-3), "lr"),
+            (Box::new(|c| c.batch_size = 0), "batch_size"),
+            (Box::new(|c| c.steps = 0), "steps"),
+            (Box::new(|c| c.log_every = 0), "log_every"),
+            (Box::new(|c| c.checkpoint_every = 0), "checkpoint_every"),
+            (Box::new(|c| c.weight_decay = -0.1), "weight_decay"),
+            (Box::new(|c| c.ema_decay = 1.0), "ema_decay"),
+            (Box::new(|c| c.adam_beta2 = f64::INFINITY), "adam_beta2"),
+            (Box::new(|c| c.adam_eps = 0.0), "adam_eps"),
+            (Box::new(|c| c.grad_clip = Some(0.0)), "grad_clip"),
+            (Box::new(|c| c.n_train = Some(0)), "n_train"),
+            (Box::new(|c| c.data = " ".into()), "data"),
+            (
+                Box::new(|c| c.model = ModelConfig::Mlp(MlpConfig { hidden: 0, ..MlpConfig::new(2) })),
+                "model.hidden",
+            ),
+            (
+                Box::new(|c| {
+                    c.method = Method::Ddpm {
+                        schedule: BetaSchedule::linear(),
+                        timesteps: 0,
+                        prediction: Prediction::V,
+                    }
+                }),
+                "method.timesteps",
+            ),
+            (
+                Box::new(|c| {
+                    c.method = Method::Ddpm {
+                        schedule: BetaSchedule::Linear { beta_start: -1.0, beta_end: 0.02 },
+                        timesteps: 10,
+                        prediction: Prediction::V,
+                    }
+                }),
+                "method.schedule.beta_start",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut c = cfg();
+            mutate(&mut c);
+            match c.validate() {
+                Err(TrainError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected InvalidConfig({field}), got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The training loop: L_simple (DDPM Eq. 14, Alg. 1) with AdamW, EMA, warm-up, clipping,
+//! metrics and exactly resumable checkpoints.
+
+use crate::batcher::Batcher;
+use crate::checkpoint::{
+    assign_params, find_checkpoint, param_tensors, read_state, read_tensors, write_checkpoint,
+    CheckpointTensors, TrainState, CONFIG_FILE, EMA_FILE, METRICS_FILE, MODEL_FILE, OPTIMIZER_FILE,
+    STATE_FILE, STATE_FORMAT,
+};
+use crate::config::TrainConfig;
+use crate::ema::Ema;
+use crate::error::{Result, TrainError};
+use crate::fsutil::write_atomic;
+use crate::init::{sorted_params, SeededInit};
+use crate::lr::{clip_scale, global_grad_norm, warmup_lr};
+use crate::metrics::{MetricRecord, MetricsLog};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::rng::derive_rng;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use rediffuse_core::loss::{l_simple_per_sample, q_sample};
+use rediffuse_core::tensor_util::timesteps_tensor;
+use rediffuse_core::{DiffusionSchedule, Prediction};
+use rediffuse_nn::DiffusionNet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Progress of one optimiser step, handed to [`TrainObserver::on_step`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepReport {
+    /// Steps completed (1-based index of the step just taken).
+    pub step: u64,
+    /// Total steps of the run.
+    pub total: u64,
+    /// Mean loss since the previous log step; `Some` only on log steps (`step % log_every == 0`
+    /// and the last step), so the loss is read back from the device only then.
+    pub loss: Option<f64>,
+    /// Learning rate used by this step.
+    pub lr: f64,
+    /// Training seconds so far, including earlier sessions of a resumed run.
+    pub elapsed_s: f64,
+    /// Throughput of this session.
+    pub steps_per_sec: f64,
+}
+
+/// Receives progress; the CLI implements this to draw a progress bar.
+pub trait TrainObserver {
+    fn on_step(&mut self, report: &StepReport) {
+        let _ = report;
+    }
+    /// Called after a checkpoint for `step` has been written.
+    fn on_checkpoint(&mut self, step: u64) {
+        let _ = step;
+    }
+    /// Polled before each step; `true` ends training after writing a checkpoint (e.g. on Ctrl-C).
+    fn should_stop(&mut self) -> bool {
+        false
+    }
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl TrainObserver for NoObserver {}
+
+/// Outcome of [`Trainer::run`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrainSummary {
+    pub step: u64,
+    pub total: u64,
+    /// The last logged mean loss.
+    pub last_loss: Option<f64>,
+    pub elapsed_s: f64,
+    /// `true` when the observer asked to stop before `total` steps.
+    pub stopped_early: bool,
+}
+
+/// Trains a network on an in-memory data tensor `[N, …]` inside a run folder
+/// (layout in [`crate::checkpoint`]).
+pub struct Trainer {
+    dir: PathBuf,
+    config: TrainConfig,
+    schedule: DiffusionSchedule,
+    prediction: Prediction,
+    data: Tensor,
+    params: Vec<(String, Var)>,
+    net: Box<dyn DiffusionNet>,
+    opt: AdamW,
+    ema: Ema,
+    rng: ChaCha8Rng,
+    batcher: Batcher,
+    step: u64,
+    loss_acc: Option<Tensor>,
+    loss_count: u64,
+    last_loss: Option<f64>,
+    metrics: MetricsLog,
+    elapsed_before: f64,
+    last_checkpoint: Option<u64>,
+    idx_buf: Vec<u32>,
+}
+
+struct Built {
+    params: Vec<(String, Var)>,
+    net: Box<dyn DiffusionNet>,
+    opt: AdamW,
+    ema: Ema,
+}
+
+fn build(config: &TrainConfig, device: &Device, seeded: bool) -> Result<Built> {
+    let varmap = VarMap::new();
+    let vb = if seeded {
+        SeededInit::var_builder(&varmap, config.seed, device)
+    } else {
+        SeededInit::zeros_var_builder(&varmap, device)
+    };
+    let net = config.model.build(vb)?;
+    let params = sorted_params(&varmap);
+    let opt = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            beta1: config.adam_beta1,
+            beta2: config.adam_beta2,
+            eps: config.adam_eps,
+            weight_decay: config.weight_decay,
+        },
+    )?;
+    let ema = Ema::new(&params, config.ema_decay, config.ema_warmup)?;
+    Ok(Built { params, net, opt, ema })
+}
+
+/// Validate the data tensor against the model and return it as contiguous f32.
+fn check_data(config: &TrainConfig, data: Tensor) -> Result<Tensor> {
+    if data.rank() < 2 {
+        return Err(TrainError::Data(format!("expected a tensor [N, …], got shape {:?}", data.dims())));
+    }
+    if data.dim(0)? == 0 {
+        return Err(TrainError::Data("the data set is empty".into()));
+    }
+    config.model.check_data_shape(&data.dims()[1..]).map_err(|e| TrainError::Data(e.to_string()))?;
+    let data = data.to_dtype(DType::F32)?.contiguous()?;
+    let total = data.sum_all()?.to_scalar::<f32>()?;
+    if !total.is_finite() {
+        return Err(TrainError::Data("the data contain NaN or infinite values".into()));
+    }
+    Ok(data)
+}
+
+impl Trainer {
+    /// Start a new run in `dir`, which must not exist or be an empty directory.
+    /// Writes `config.toml` and an empty `metrics.jsonl`.
+    pub fn create(dir: &Path, config: TrainConfig, data: Tensor) -> Result<Self> {
+        config.validate()?;
+        let data = check_data(&config, data)?;
+        if dir.exists() {
+            let empty =
+                dir.is_dir() && std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?.next().is_none();
+            if !empty {
+                return Err(TrainError::RunDirNotEmpty(dir.to_path_buf()));
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+        write_atomic(&dir.join(CONFIG_FILE), config.to_toml_string().as_bytes())?;
+        let metrics = MetricsLog::create(&dir.join(METRICS_FILE))?;
+        let Built { params, net, opt, ema } = build(&config, data.device(), true)?;
+        let n = data.dim(0)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            schedule: config.method.schedule()?,
+            prediction: config.method.prediction(),
+            rng: derive_rng(config.seed, "train"),
+            batcher: Batcher::new(n, config.seed),
+            config,
+            data,
+            params,
+            net,
+            opt,
+            ema,
+            step: 0,
+            loss_acc: None,
+            loss_count: 0,
+            last_loss: None,
+            metrics,
+            elapsed_before: 0.0,
+            last_checkpoint: None,
+            idx_buf: Vec::new(),
+        })
+    }
+
+    /// Continue the run in `dir` from its latest checkpoint, on the same data (`[N, …]`, same N).
+    /// Continuing reproduces the uninterrupted run exactly.
+    pub fn resume(dir: &Path, data: Tensor) -> Result<Self> {
+        let config = TrainConfig::load(&dir.join(CONFIG_FILE))?;
+        let data = check_data(&config, data)?;
+        let ckpt = find_checkpoint(dir)?;
+        let state = read_state(&ckpt.join(STATE_FILE))?;
+        let n = data.dim(0)?;
+        if state.data_len != n {
+            return Err(TrainError::Data(format!(
+                "the run was trained on {} examples but {n} were given",
+                state.data_len
+            )));
+        }
+        let dev = data.device().clone();
+        let Built { params, net, mut opt, mut ema } = build(&config, &dev, false)?;
+        let model_path = ckpt.join(MODEL_FILE);
+        assign_params(&params, read_tensors(&model_path, &dev)?, &model_path)?;
+        let ema_path = ckpt.join(EMA_FILE);
+        ema.load(read_tensors(&ema_path, &dev)?, state.ema_updates, &ema_path)?;
+        let opt_path = ckpt.join(OPTIMIZER_FILE);
+        opt.load_state_tensors(read_tensors(&opt_path, &dev)?, &opt_path)?;
+        if opt.step_count() != state.step {
+            return Err(TrainError::corrupt(
+                &opt_path,
+                format!("optimizer is at step {} but state.json at step {}", opt.step_count(), state.step),
+            ));
+        }
+        let loss_acc =
+            if state.loss_count > 0 { Some(Tensor::new(state.loss_sum as f32, &dev)?) } else { None };
+        let metrics = MetricsLog::resume(&dir.join(METRICS_FILE), state.step)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            schedule: config.method.schedule()?,
+            prediction: config.method.prediction(),
+            rng: state.rng,
+            batcher: Batcher::from_state(n, config.seed, state.batcher),
+            config,
+            data,
+            params,
+            net,
+            opt,
+            ema,
+            step: state.step,
+            loss_acc,
+            loss_count: state.loss_count,
+            last_loss: None,
+            metrics,
+            elapsed_before: state.elapsed_s,
+            last_checkpoint: Some(state.step),
+            idx_buf: Vec::new(),
+        })
+    }
+
+    /// Change the total number of steps (e.g. to train a finished run longer); rewrites `config.toml`.
+    pub fn set_total_steps(&mut self, steps: usize) -> Result<()> {
+        let mut c = self.config.clone();
+        c.steps = steps;
+        c.validate()?;
+        write_atomic(&self.dir.join(CONFIG_FILE), c.to_toml_string().as_bytes())?;
+        self.config = c;
+        Ok(())
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    pub fn run_dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+    pub fn schedule(&self) -> &DiffusionSchedule {
+        &self.schedule
+    }
+    pub fn net(&self) -> &dyn DiffusionNet {
+        self.net.as_ref()
+    }
+    /// The trainable parameters, sorted by name.
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|(_, p)| p.elem_count()).sum()
+    }
+
+    /// One optimiser step (DDPM Alg. 1): x₀ from the shuffled data, t ~ U{0, …, T−1},
+    /// ε ~ N(0, I), x_t = q_sample(x₀, ε, t), loss = mean_b L_simple. Returns the loss
+    /// (a scalar tensor, not read back) and the learning rate used.
+    pub fn train_step(&mut self) -> Result<(Tensor, f64)> {
+        let b = self.config.batch_size;
+        let dev = self.data.device().clone();
+        self.batcher.next_batch(b, &mut self.idx_buf);
+        let idx = Tensor::from_slice(&self.idx_buf, b, &dev)?;
+        let x0 = self.data.index_select(&idx, 0)?;
+        let t_len = self.schedule.len();
+        let ts: Vec<usize> = (0..b).map(|_| self.rng.random_range(0..t_len)).collect();
+        let eps: Vec<f32> = (0..x0.elem_count()).map(|_| self.rng.sample(StandardNormal)).collect();
+        let eps = Tensor::from_vec(eps, x0.shape(), &dev)?;
+        let x_t = q_sample(&self.schedule, &x0, &eps, &ts)?;
+        let out = self.net.forward(&x_t, &timesteps_tensor(&ts, &dev)?, true)?;
+        if out.dims() != x0.dims() {
+            return Err(TrainError::Data(format!(
+                "network output {:?} does not match the data batch {:?}",
+                out.dims(),
+                x0.dims()
+            )));
+        }
+        let loss = l_simple_per_sample(&self.schedule, self.prediction, &out, &x0, &eps, &ts)?.mean_all()?;
+        let grads = loss.backward()?;
+        let k = self.step + 1;
+        let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);
+        let scale = match self.config.grad_clip {
+            Some(c) => clip_scale(global_grad_norm(&grads, &self.params)?, c),
+            None => 1.0,
+        };
+        self.opt.step(&grads, lr, scale)?;
+        self.ema.update(&self.params)?;
+        self.step = k;
+        Ok((loss.detach(), lr))
+    }
+
+    /// Train until `config.steps` (or until the observer asks to stop), logging every
+    /// `log_every` steps, checkpointing every `checkpoint_every` steps and at the end.
+    pub fn run(&mut self, observer: &mut dyn TrainObserver) -> Result<TrainSummary> {
+        let total = self.config.steps as u64;
+        let (log_every, ckpt_every) = (self.config.log_every as u64, self.config.checkpoint_every as u64);
+        let session = Instant::now();
+        let first_step = self.step;
+        let mut stopped_early = false;
+        while self.step < total {
+            if observer.should_stop() {
+                stopped_early = true;
+                break;
+            }
+            let (loss, lr) = self.train_step()?;
+            self.loss_acc = Some(match self.loss_acc.take() {
+                Some(acc) => (acc + loss)?,
+                None => loss,
+            });
+            self.loss_count += 1;
+            let elapsed_s = self.elapsed_before + session.elapsed().as_secs_f64();
+            let mut reported = None;
+            if self.step % log_every == 0 || self.step == total {
+                let mean = self.flush_loss(lr, elapsed_s)?;
+                reported = Some(mean);
+            }
+            let done = (self.step - first_step) as f64;
+            observer.on_step(&StepReport {
+                step: self.step,
+                total,
+                loss: reported,
+                lr,
+                elapsed_s,
+                steps_per_sec: done / session.elapsed().as_secs_f64().max(1e-9),
+            });
+            if self.step % ckpt_every == 0 && self.step < total {
+                self.save_checkpoint_at(elapsed_s)?;
+                observer.on_checkpoint(self.step);
+            }
+        }
+        let elapsed_s = self.elapsed_before + session.elapsed().as_secs_f64();
+        if self.last_checkpoint != Some(self.step) {
+            self.save_checkpoint_at(elapsed_s)?;
+            observer.on_checkpoint(self.step);
+        }
+        self.elapsed_before = elapsed_s;
+        Ok(TrainSummary { step: self.step, total, last_loss: self.last_loss, elapsed_s, stopped_early })
+    }
+
+    /// Read back the accumulated loss, append a metrics record, reset the accumulator.
+    fn flush_loss(&mut self, lr: f64, elapsed_s: f64) -> Result<f64> {
+        let sum = match self.loss_acc.take() {
+            Some(t) => t.to_scalar::<f32>()? as f64,
+            None => return Err(TrainError::Data("no loss accumulated".into())),
+        };
+        let mean = sum / self.loss_count as f64;
+        self.loss_count = 0;
+        if !mean.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step: self.step, loss: mean });
+        }
+        self.metrics.append(&MetricRecord { step: self.step, loss: mean, lr, time_s: elapsed_s })?;
+        self.last_loss = Some(mean);
+        Ok(mean)
+    }
+
+    /// Write a checkpoint of the current step now.
+    pub fn save_checkpoint(&mut self) -> Result<()> {
+        let e = self.elapsed_before;
+        self.save_checkpoint_at(e)
+    }
+
+    fn save_checkpoint_at(&mut self, elapsed_s: f64) -> Result<()> {
+        let loss_sum = match &self.loss_acc {
+            Some(t) => t.to_scalar::<f32>()? as f64,
+            None => 0.0,
+        };
+        let state = TrainState {
+            format: STATE_FORMAT,
+            step: self.step,
+            rng: self.rng.clone(),
+            batcher: self.batcher.state(),
+            data_len: self.data.dim(0)?,
+            ema_updates: self.ema.updates(),
+            loss_sum,
+            loss_count: self.loss_count,
+            elapsed_s,
+        };
+        let tensors = CheckpointTensors {
+            model: param_tensors(&self.params),
+            ema: self.ema.tensors(),
+            optimizer: self.opt.state_tensors()?,
+        };
+        self.metrics.sync()?;
+        write_checkpoint(&self.dir, &tensors, &state)?;
+        self.last_checkpoint = Some(self.step);
+        Ok(())
+    }
+}
