@@ -164,6 +164,9 @@ impl TrainConfig {
                 return Err(TrainError::invalid(field, "must be >= 1"));
             }
         }
+        if self.seed > i64::MAX as u64 {
+            return Err(TrainError::invalid("seed", "must be < 2^63 (TOML integers are signed 64-bit)"));
+        }
         positive("lr", self.lr)?;
         positive("adam_eps", self.adam_eps)?;
         if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
@@ -186,21 +189,21 @@ impl TrainConfig {
     }
 
     /// Parse TOML text (does not validate).
-    pub fn from_toml_str(s: &str) -> std::result::Result<Self, String> {
-        toml::from_str(s).map_err(|e| e.to_string())
+    pub fn from_toml_str(s: &str) -> Result<Self> {
+        toml::from_str(s).map_err(|e| parse_error("<toml text>", e))
     }
 
-    pub fn to_toml_string(&self) -> String {
-        toml::to_string_pretty(self).expect("TrainConfig always serialises to TOML")
+    pub fn to_toml_string(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| TrainError::invalid("config", e.to_string()))
     }
 
     /// Parse JSON text (does not validate).
-    pub fn from_json_str(s: &str) -> std::result::Result<Self, String> {
-        serde_json::from_str(s).map_err(|e| e.to_string())
+    pub fn from_json_str(s: &str) -> Result<Self> {
+        serde_json::from_str(s).map_err(|e| parse_error("<json text>", e))
     }
 
-    pub fn to_json_string(&self) -> String {
-        serde_json::to_string_pretty(self).expect("TrainConfig always serialises to JSON")
+    pub fn to_json_string(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| TrainError::invalid("config", e.to_string()))
     }
 
     /// Read and validate a config file: JSON if the extension is `.json`, TOML otherwise.
@@ -213,11 +216,21 @@ impl TrainConfig {
             Err(e) => return Err(TrainError::io(path, e)),
         };
         let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-        let cfg = if is_json { Self::from_json_str(&text) } else { Self::from_toml_str(&text) }
-            .map_err(|reason| TrainError::ConfigParse { path: path.to_path_buf(), reason })?;
+        let cfg = if is_json { Self::from_json_str(&text) } else { Self::from_toml_str(&text) }.map_err(
+            |e| match e {
+                TrainError::ConfigParse { reason, .. } => {
+                    TrainError::ConfigParse { path: path.to_path_buf(), reason }
+                }
+                other => other,
+            },
+        )?;
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+fn parse_error(what: &str, e: impl std::fmt::Display) -> TrainError {
+    TrainError::ConfigParse { path: what.into(), reason: e.to_string() }
 }
 
 fn positive(field: &str, v: f64) -> Result<()> {
@@ -248,9 +261,9 @@ mod tests {
         let mut c = cfg();
         c.grad_clip = Some(1.0);
         c.n_train = Some(5000);
-        let t = c.to_toml_string();
+        let t = c.to_toml_string().unwrap();
         assert_eq!(TrainConfig::from_toml_str(&t).unwrap(), c, "{t}");
-        assert_eq!(TrainConfig::from_json_str(&c.to_json_string()).unwrap(), c);
+        assert_eq!(TrainConfig::from_json_str(&c.to_json_string().unwrap()).unwrap(), c);
         c.validate().unwrap();
     }
 
@@ -278,12 +291,16 @@ max_beta = 0.999
         c.validate().unwrap();
         assert_eq!(c.ema_decay, 0.999);
         assert_eq!(c.model, ModelConfig::Mlp(MlpConfig::new(2)));
-        assert!(TrainConfig::from_toml_str(&format!("bogus = 1\n{t}")).is_err());
+        assert!(matches!(
+            TrainConfig::from_toml_str(&format!("bogus = 1\n{t}")),
+            Err(TrainError::ConfigParse { .. })
+        ));
     }
 
     #[test]
     fn bad_values_name_their_field() {
-        let cases: Vec<(Box<dyn Fn(&mut TrainConfig)>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut TrainConfig)>;
+        let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|c| c.lr = f64::NAN), "lr"),
             (Box::new(|c| c.lr = -1e-3), "lr"),
             (Box::new(|c| c.batch_size = 0), "batch_size"),
@@ -296,6 +313,7 @@ max_beta = 0.999
             (Box::new(|c| c.adam_eps = 0.0), "adam_eps"),
             (Box::new(|c| c.grad_clip = Some(0.0)), "grad_clip"),
             (Box::new(|c| c.n_train = Some(0)), "n_train"),
+            (Box::new(|c| c.seed = u64::MAX), "seed"),
             (Box::new(|c| c.data = " ".into()), "data"),
             (
                 Box::new(|c| c.model = ModelConfig::Mlp(MlpConfig { hidden: 0, ..MlpConfig::new(2) })),

@@ -48,7 +48,8 @@ impl Ema {
         Ok(())
     }
 
-    /// The averaged weights by parameter name.
+    /// The averaged weights by parameter name. The tensors share storage with the average,
+    /// which later updates overwrite in place: copy them to keep a snapshot.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
         self.shadow.iter().map(|(n, t)| (n.clone(), t.clone())).collect()
     }

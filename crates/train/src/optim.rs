@@ -102,7 +102,8 @@ impl AdamW {
         Ok(())
     }
 
-    /// The state as named tensors: `m.<name>`, `v.<name>`, and `step` (`[1]` i64).
+    /// The state as named tensors: `m.<name>`, `v.<name>`, and `step` (`[1]` i64). The moment
+    /// tensors share storage with the optimiser, which later steps update in place.
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::with_capacity(2 * self.params.len() + 1);
         for (i, (name, _)) in self.params.iter().enumerate() {

@@ -18,6 +18,12 @@ pub struct NetDenoiser {
     pub prediction: Prediction,
 }
 
+impl NetDenoiser {
+    pub fn new(net: Box<dyn DiffusionNet>, prediction: Prediction) -> Self {
+        Self { net, prediction }
+    }
+}
+
 impl Denoiser for NetDenoiser {
     fn prediction(&self) -> Prediction {
         self.prediction

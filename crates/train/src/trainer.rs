@@ -161,7 +161,7 @@ impl Trainer {
             }
         }
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        write_atomic(&dir.join(CONFIG_FILE), config.to_toml_string().as_bytes())?;
+        write_atomic(&dir.join(CONFIG_FILE), config.to_toml_string()?.as_bytes())?;
         let metrics = MetricsLog::create(&dir.join(METRICS_FILE))?;
         let Built { params, net, opt, ema } = build(&config, data.device(), true)?;
         let n = data.dim(0)?;
@@ -247,7 +247,7 @@ impl Trainer {
         let mut c = self.config.clone();
         c.steps = steps;
         c.validate()?;
-        write_atomic(&self.dir.join(CONFIG_FILE), c.to_toml_string().as_bytes())?;
+        write_atomic(&self.dir.join(CONFIG_FILE), c.to_toml_string()?.as_bytes())?;
         self.config = c;
         Ok(())
     }
@@ -333,7 +333,7 @@ impl Trainer {
             self.loss_count += 1;
             let elapsed_s = self.elapsed_before + session.elapsed().as_secs_f64();
             let mut reported = None;
-            if self.step % log_every == 0 || self.step == total {
+            if self.step.is_multiple_of(log_every) || self.step == total {
                 let mean = self.flush_loss(lr, elapsed_s)?;
                 reported = Some(mean);
             }
@@ -346,7 +346,7 @@ impl Trainer {
                 elapsed_s,
                 steps_per_sec: done / session.elapsed().as_secs_f64().max(1e-9),
             });
-            if self.step % ckpt_every == 0 && self.step < total {
+            if self.step.is_multiple_of(ckpt_every) && self.step < total {
                 self.save_checkpoint_at(elapsed_s)?;
                 observer.on_checkpoint(self.step);
             }
