@@ -9,6 +9,9 @@ pub enum NnError {
     /// The per-sample data shape does not fit the model.
     #[error("data sample shape {got:?} does not fit the model: {reason}")]
     DataShape { got: Vec<usize>, reason: String },
+    /// Invalid U-Net configuration.
+    #[error(transparent)]
+    Unet(#[from] crate::unet::UnetError),
     /// Error raised by the tensor engine.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

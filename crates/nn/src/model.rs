@@ -5,6 +5,7 @@
 use crate::error::NnError;
 use crate::mlp::{Mlp, MlpConfig};
 use crate::net::DiffusionNet;
+use crate::unet::{Unet, UnetConfig};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,8 @@ use serde::{Deserialize, Serialize};
 pub enum ModelConfig {
     /// Time-conditioned residual MLP for vector data.
     Mlp(MlpConfig),
+    /// DDPM/ADM-style U-Net for images `[C, H, W]`.
+    Unet(UnetConfig),
 }
 
 impl ModelConfig {
@@ -22,6 +25,7 @@ impl ModelConfig {
     pub fn name(&self) -> &'static str {
         match self {
             ModelConfig::Mlp(_) => "mlp",
+            ModelConfig::Unet(_) => "unet",
         }
     }
 
@@ -29,6 +33,7 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<(), NnError> {
         match self {
             ModelConfig::Mlp(c) => c.validate(),
+            ModelConfig::Unet(c) => c.validate().map_err(NnError::from),
         }
     }
 
@@ -36,6 +41,16 @@ impl ModelConfig {
     pub fn check_data_shape(&self, sample_shape: &[usize]) -> Result<(), NnError> {
         match self {
             ModelConfig::Mlp(c) => c.check_data_shape(sample_shape),
+            ModelConfig::Unet(c) => {
+                let want = [c.in_channels, c.image_size, c.image_size];
+                if sample_shape != want {
+                    return Err(NnError::DataShape {
+                        got: sample_shape.to_vec(),
+                        reason: format!("the U-Net takes samples of shape {want:?}"),
+                    });
+                }
+                Ok(())
+            }
         }
     }
 
@@ -43,6 +58,7 @@ impl ModelConfig {
     pub fn build(&self, vb: VarBuilder) -> candle_core::Result<Box<dyn DiffusionNet>> {
         Ok(match self {
             ModelConfig::Mlp(c) => Box::new(Mlp::new(c, vb)?),
+            ModelConfig::Unet(c) => Box::new(Unet::new(c, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?),
         })
     }
 
@@ -50,6 +66,11 @@ impl ModelConfig {
     pub fn param_count(&self) -> usize {
         match self {
             ModelConfig::Mlp(c) => c.param_count(),
+            ModelConfig::Unet(c) => {
+                let varmap = candle_nn::VarMap::new();
+                let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
+                Unet::new(c, vb).map_or(0, |u| u.param_count())
+            }
         }
     }
 }
