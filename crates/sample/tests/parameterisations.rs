@@ -71,7 +71,7 @@ fn ddpm_matches_eq11_for_epsilon_model() {
         let mut n2 = noise.clone();
         let mut xt = x;
         for i in (0..100).rev() {
-            let t = timesteps_tensor(&vec![i; 16], xt.device()).unwrap();
+            let t = timesteps_tensor(&[i; 16], xt.device()).unwrap();
             let eps = model.forward(&xt, &t).unwrap();
             let mean = (xt - eps.affine(s.betas[i] / s.sqrt_one_minus_alpha_bar[i], 0.0).unwrap())
                 .unwrap()

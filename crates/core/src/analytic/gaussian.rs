@@ -126,17 +126,11 @@ pub fn sample_moments(samples: &[Vec<f64>]) -> AnalyticResult<(Vec<f64>, Vec<Vec
     }
     let mut cov = vec![vec![0.0; d]; d];
     for r in samples {
-        for i in 0..d {
-            let di = r[i] - mean[i];
-            for j in i..d {
-                cov[i][j] += di * (r[j] - mean[j]);
+        for (row, ri) in cov.iter_mut().zip(r.iter().zip(&mean)) {
+            let di = ri.0 - ri.1;
+            for (c, (rj, mj)) in row.iter_mut().zip(r.iter().zip(&mean)) {
+                *c += di * (rj - mj) / (n - 1) as f64;
             }
-        }
-    }
-    for i in 0..d {
-        for j in i..d {
-            cov[i][j] /= (n - 1) as f64;
-            cov[j][i] = cov[i][j];
         }
     }
     Ok((mean, cov))

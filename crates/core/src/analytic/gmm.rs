@@ -143,7 +143,7 @@ impl GmmDenoiser {
         &self.spec
     }
 
-    /// Posterior component probabilities r_k(x_t) for each row of `x` (`[B, D]` f64 rows).
+    /// Posterior component probabilities r_k(x_t) for one point `x` (length D) at timestep `idx`.
     pub fn responsibilities(&self, x: &[f64], idx: usize) -> Vec<f64> {
         let ab = self.alpha_bar[idx];
         let (a, s2) = (ab.sqrt(), 1.0 - ab);

@@ -63,8 +63,8 @@ fn tridiagonalize(a: &mut [f64], n: usize) -> Vec<f64> {
             continue;
         }
         let sign = if x(0, a) >= 0.0 { 1.0 } else { -1.0 };
-        for i in 0..m {
-            v[i] = x(i, a);
+        for (i, vi) in v[..m].iter_mut().enumerate() {
+            *vi = x(i, a);
         }
         v[0] += sign * norm;
         let vtv: f64 = v[..m].iter().map(|t| t * t).sum();
