@@ -29,7 +29,7 @@ pub use likelihood::{
 pub use ode::{ode_fixed_step, ode_rk45, pf_drift, OdeMethod};
 pub use rk45::{solve_rk45, Rk45Options, Rk45Stats};
 pub use sde_samplers::{
-    euler_maruyama, pc_sample, reverse_diffusion, time_grid, Corrector, PcConfig, Predictor,
+    euler_maruyama, pc_sample, reverse_diffusion, time_grid, Corrector, PcConfig, Predictor, SnrNorms,
 };
 pub use stats::{Callback, SampleStats, StepInfo};
 pub use view::{denoise_at, score_from_denoised, sde_score, SigmaDenoiser};

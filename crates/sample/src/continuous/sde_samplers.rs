@@ -30,12 +30,25 @@ pub enum Predictor {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Corrector {
     /// Langevin MCMC (Algorithms 4/5): ε = 2a(r‖z‖/‖s‖)², x ← x + εs + √(2ε)z, `steps` times per
-    /// level; a = α_i = 1 − β_i for VP, 1 otherwise. Norms are per sample.
+    /// level; a = α_i = 1 − β_i for VP, 1 otherwise.
     Langevin {
         snr: f64,
         steps: usize,
+        norms: SnrNorms,
     },
     None,
+}
+
+/// How ‖z‖ and ‖s‖ enter the Langevin step size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SnrNorms {
+    /// Batch means of the per-sample norms, as in Song et al.'s reference code. Stable in any
+    /// dimension, but a sample's step then depends on the rest of its batch.
+    BatchMean,
+    /// Each sample's own norms: batch-independent; reliable only in high dimension, where the norms
+    /// concentrate (in 2-D a sample near the mode has ‖s‖ ≈ 0 and an unbounded step).
+    PerSample,
 }
 
 /// Configuration of a predictor–corrector run.
@@ -86,7 +99,7 @@ pub fn pc_sample(
     sde.validate()?;
     check_batch(x, noise)?;
     let ts = time_grid(cfg.steps, cfg.eps)?;
-    if let Corrector::Langevin { snr, steps } = cfg.corrector {
+    if let Corrector::Langevin { snr, steps, .. } = cfg.corrector {
         non_negative("snr", snr)?;
         if steps == 0 {
             return Err(ContinuousError::invalid("corrector steps", "must be >= 1"));
@@ -101,7 +114,7 @@ pub fn pc_sample(
     let mut x_mean = x.clone();
     let mut stats = SampleStats::default();
     for (i, &t) in ts.iter().enumerate() {
-        if let Corrector::Langevin { snr, steps } = cfg.corrector {
+        if let Corrector::Langevin { snr, steps, norms: how } = cfg.corrector {
             let a = match sde {
                 Sde::Vp { .. } => sde.discretize((t - dt).max(0.0), t)?.0.powi(2),
                 _ => 1.0,
@@ -110,7 +123,13 @@ pub fn pc_sample(
                 let s = batch_score(model, sde, &x, t)?;
                 stats.nfe += 1;
                 let z = noise.randn(&shape, x.device())?.to_dtype(x.dtype())?;
-                let (gn, zn) = (norms(&s)?, norms(&z)?);
+                let (mut gn, mut zn) = (norms(&s)?, norms(&z)?);
+                if how == SnrNorms::BatchMean {
+                    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+                    let (g, n) = (mean(&gn), mean(&zn));
+                    gn.iter_mut().for_each(|v| *v = g);
+                    zn.iter_mut().for_each(|v| *v = n);
+                }
                 let step: Vec<f64> =
                     gn.iter().zip(&zn).map(|(g, n)| 2.0 * a * (snr * n / g.max(1e-30)).powi(2)).collect();
                 let noise_scale: Vec<f64> = step.iter().map(|e| (2.0 * e).sqrt()).collect();
