@@ -61,6 +61,8 @@ pub struct LikelihoodOutput {
     pub prior_log_prob: Vec<f64>,
     /// ∫_ε^T ∇·F dt, per sample.
     pub delta_log_prob: Vec<f64>,
+    /// The latents x(T) (row-major, one row per sample): the ODE encoding of the inputs.
+    pub latents: Vec<f64>,
     pub stats: Rk45Stats,
 }
 
@@ -171,12 +173,14 @@ pub fn ode_log_likelihood(
     )?;
     let mut prior = Vec::with_capacity(b);
     let mut delta = Vec::with_capacity(b);
+    let mut latents = Vec::with_capacity(b * d);
     for r in 0..b {
+        latents.extend_from_slice(&y[r * (d + 1)..r * (d + 1) + d]);
         prior.push(sde.prior_log_prob(&y[r * (d + 1)..r * (d + 1) + d]));
         delta.push(y[r * (d + 1) + d]);
     }
     let ll = prior.iter().zip(&delta).map(|(p, q)| p + q).collect();
-    Ok(LikelihoodOutput { log_likelihood: ll, prior_log_prob: prior, delta_log_prob: delta, stats })
+    Ok(LikelihoodOutput { log_likelihood: ll, prior_log_prob: prior, delta_log_prob: delta, latents, stats })
 }
 
 /// Bits per dimension of a discrete 8-bit image from the NLL (nats) of its dequantised value in
