@@ -93,7 +93,7 @@ impl GaussianData {
     /// log N(x; m·μ, m²Σ + s²I) of each flattened sample (rows of `x`, length `B·d`), in nats.
     pub fn log_prob_scaled(&self, x: &[f64], m: f64, s: f64) -> Result<Vec<f64>> {
         let d = self.dim();
-        if x.len() % d != 0 {
+        if !x.len().is_multiple_of(d) {
             return Err(ContinuousError::Shape(format!("{} values are not rows of {d}", x.len())));
         }
         let ln2pi = (2.0 * std::f64::consts::PI).ln();

@@ -44,6 +44,7 @@ fn finish(
 }
 
 /// Integrate the probability-flow ODE from t = 1 (x ~ prior) to `eps` with `steps` uniform steps.
+#[allow(clippy::too_many_arguments)]
 pub fn ode_fixed_step(
     model: &impl SigmaDenoiser,
     sde: &Sde,

@@ -75,7 +75,7 @@ where
     if !(t0.is_finite() && t1.is_finite()) || t0 == t1 {
         return Err(ContinuousError::invalid("t1", "integration interval must be finite and non-empty"));
     }
-    if rows == 0 || y0.len() % rows != 0 {
+    if rows == 0 || !y0.len().is_multiple_of(rows) {
         return Err(ContinuousError::Shape(format!("{} values are not {rows} rows", y0.len())));
     }
     let dim = y0.len() / rows;

@@ -164,6 +164,7 @@ pub fn pc_sample(
 }
 
 /// Reverse-SDE Euler–Maruyama sampler (predictor only).
+#[allow(clippy::too_many_arguments)]
 pub fn euler_maruyama(
     model: &impl SigmaDenoiser,
     sde: &Sde,
@@ -180,6 +181,7 @@ pub fn euler_maruyama(
 }
 
 /// Reverse-diffusion sampler (predictor only).
+#[allow(clippy::too_many_arguments)]
 pub fn reverse_diffusion(
     model: &impl SigmaDenoiser,
     sde: &Sde,
