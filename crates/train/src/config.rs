@@ -1,6 +1,7 @@
 //! The configuration of a training run (`config.toml` of a run folder).
 
 use crate::error::{Result, TrainError};
+use rediffuse_core::schedule::rescale_zero_terminal_snr;
 use rediffuse_core::{BetaSchedule, DiffusionSchedule, Prediction};
 use rediffuse_nn::{ModelConfig, NnError};
 use serde::{Deserialize, Serialize};
@@ -11,19 +12,35 @@ use std::path::Path;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Method {
     /// Discrete-time DDPM (Ho et al. 2020) trained with L_simple (Eq. 14) on the target of `prediction`.
-    Ddpm { schedule: BetaSchedule, timesteps: usize, prediction: Prediction },
+    Ddpm {
+        schedule: BetaSchedule,
+        timesteps: usize,
+        prediction: Prediction,
+        /// Rescale the betas to zero terminal SNR (ᾱ_T = 0).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        zero_terminal_snr: bool,
+    },
 }
 
 impl Method {
     /// DDPM with the paper's linear schedule, T = 1000, ε-prediction.
     pub fn ddpm_default() -> Self {
-        Method::Ddpm { schedule: BetaSchedule::linear(), timesteps: 1000, prediction: Prediction::Epsilon }
+        Method::Ddpm {
+            schedule: BetaSchedule::linear(),
+            timesteps: 1000,
+            prediction: Prediction::Epsilon,
+            zero_terminal_snr: false,
+        }
     }
 
     /// The f64 schedule quantities of this method.
     pub fn schedule(&self) -> Result<DiffusionSchedule> {
         match self {
-            Method::Ddpm { schedule, timesteps, .. } => Ok(DiffusionSchedule::new(*schedule, *timesteps)?),
+            Method::Ddpm { schedule, timesteps, zero_terminal_snr, .. } => {
+                let betas = schedule.betas(*timesteps)?;
+                let betas = if *zero_terminal_snr { rescale_zero_terminal_snr(&betas) } else { betas };
+                Ok(DiffusionSchedule::from_betas(betas)?)
+            }
         }
     }
 
@@ -325,6 +342,7 @@ max_beta = 0.999
                         schedule: BetaSchedule::linear(),
                         timesteps: 0,
                         prediction: Prediction::V,
+                        zero_terminal_snr: false,
                     }
                 }),
                 "method.timesteps",
@@ -335,6 +353,7 @@ max_beta = 0.999
                         schedule: BetaSchedule::Linear { beta_start: -1.0, beta_end: 0.02 },
                         timesteps: 10,
                         prediction: Prediction::V,
+                        zero_terminal_snr: false,
                     }
                 }),
                 "method.schedule.beta_start",
