@@ -1,13 +1,30 @@
-//! Hot operators used by the networks. Every network calls these functions
-//! rather than candle's directly, so the fast CPU kernels (issue: speed) can
-//! replace the reference implementations below without touching the models.
+//! Hot operators used by the networks. Every network calls these functions rather than
+//! candle's directly. On the CPU with f32 data they run this crate's own kernels (candle
+//! custom ops with fused backward passes, GEMMs through the `gemm` crate with run-time
+//! AVX-512/AVX2 dispatch, threads set by [`set_num_threads`]); on other devices or dtypes
+//! they fall back to the stock-candle versions in [`reference`].
 //!
-//! The bodies below are the reference (stock candle) versions; they are also the
-//! fallback for non-CPU devices.
+//! Non-contiguous inputs are made contiguous first (a differentiable copy).
 
-use candle_core::{DType, Result, Tensor, D};
+mod conv;
+mod conv_kernels;
+mod cpu;
+mod elementwise;
+mod group_norm;
+mod linear;
+pub mod reference;
+mod sgemm;
+pub(crate) mod simd;
+mod threads;
 
-/// 2-D convolution, NCHW input `[B, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional bias `[Cout]`.
+use candle_core::{DType, Result, Tensor};
+
+pub use threads::{num_threads, set_num_threads};
+
+use cpu::fast_path;
+
+/// 2-D convolution, NCHW input `[B, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional bias `[Cout]`,
+/// equal stride and zero padding in both directions.
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -15,15 +32,20 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let y = x.conv2d(weight, padding, stride, 1, 1)?;
+    let mut all = vec![x, weight];
+    all.extend(bias);
+    if !fast_path(&all) {
+        return reference::conv2d(x, weight, bias, stride, padding);
+    }
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
     match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
-        None => Ok(y),
+        Some(b) => x.apply_op3(&weight, &b.contiguous()?, conv::Conv2dBias { stride, pad: padding }),
+        None => x.apply_op2(&weight, conv::Conv2d { stride, pad: padding }),
     }
 }
 
 /// GroupNorm over `[B, C, …]` with `groups` groups, affine `gamma`/`beta` `[C]`,
-/// optionally followed by SiLU (fused in the fast path).
+/// optionally followed by SiLU (fused into one pass forward and backward).
 pub fn group_norm(
     x: &Tensor,
     gamma: &Tensor,
@@ -32,51 +54,62 @@ pub fn group_norm(
     eps: f64,
     silu: bool,
 ) -> Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let (b, c) = (dims[0], dims[1]);
-    let xg = x.reshape((b, groups, ()))?;
-    let mean = xg.mean_keepdim(D::Minus1)?;
-    let xc = xg.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    let xn = xc.broadcast_div(&(var + eps)?.sqrt()?)?.reshape(dims.as_slice())?;
-    let mut shape = vec![1, c];
-    shape.extend(std::iter::repeat_n(1, dims.len() - 2));
-    let y = xn
-        .broadcast_mul(&gamma.reshape(shape.as_slice())?)?
-        .broadcast_add(&beta.reshape(shape.as_slice())?)?;
-    if silu {
-        candle_nn::ops::silu(&y)
-    } else {
-        Ok(y)
+    if !fast_path(&[x, gamma, beta]) {
+        return reference::group_norm(x, gamma, beta, groups, eps, silu);
     }
+    if !(eps.is_finite() && eps > 0.0) {
+        candle_core::bail!("group_norm: eps must be positive and finite, got {eps}");
+    }
+    let op = group_norm::GroupNorm { groups, eps: eps as f32, silu };
+    x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)
 }
 
 /// Softmax over the last dimension, with a backward pass
 /// (candle's `softmax_last_dim` has none).
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    if !fast_path(&[x]) {
+        return reference::softmax_last_dim(x);
+    }
+    x.contiguous()?.apply_op1(elementwise::Softmax)
 }
 
 /// Nearest-neighbour ×2 upsampling of `[B, C, H, W]`.
 pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
-    let (_, _, h, w) = x.dims4()?;
-    x.upsample_nearest2d(h * 2, w * 2)
+    if !fast_path(&[x]) {
+        return reference::upsample_nearest2x(x);
+    }
+    x.contiguous()?.apply_op1(elementwise::Upsample2x)
 }
 
-/// Linear layer `x · wᵀ + b` for `x` of shape `[B, in]`, weight `[out, in]`.
+/// Linear layer `x · wᵀ + b` for `x` of shape `[…, in]`, weight `[out, in]`, bias `[out]`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul(&weight.t()?)?;
+    let mut all = vec![x, weight];
+    all.extend(bias);
+    if !fast_path(&all) {
+        return reference::linear(x, weight, bias);
+    }
+    let (x, weight) = (x.contiguous()?, weight.contiguous()?);
     match bias {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
+        Some(b) => x.apply_op3(&weight, &b.contiguous()?, linear::LinearBias),
+        None => x.apply_op2(&weight, linear::Linear),
     }
 }
 
-/// SiLU activation.
+/// SiLU activation `x·sigmoid(x)`.
 pub fn silu(x: &Tensor) -> Result<Tensor> {
-    candle_nn::ops::silu(x)
+    if !fast_path(&[x]) {
+        return reference::silu(x);
+    }
+    x.contiguous()?.apply_op1(elementwise::Silu)
+}
+
+/// `x[b, c, …] + t[b, c]`: adds a per-sample, per-channel value (e.g. a projected time
+/// embedding) to every position; the backward reduces over the positions in one pass.
+pub fn add_channel_bias(x: &Tensor, t: &Tensor) -> Result<Tensor> {
+    if !fast_path(&[x, t]) {
+        return reference::add_channel_bias(x, t);
+    }
+    x.contiguous()?.apply_op2(&t.contiguous()?, elementwise::AddChannelBias)
 }
 
 /// Ensure f32.

@@ -1,0 +1,83 @@
+//! Reference operators built from stock candle ops. They define the semantics the fast
+//! CPU kernels are tested against and are the fallback on CUDA/Metal and for non-f32 data.
+
+use candle_core::{Result, Tensor, D};
+
+/// 2-D convolution, NCHW input `[B, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional bias `[Cout]`.
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let y = x.conv2d(weight, padding, stride, 1, 1)?;
+    match bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// GroupNorm over `[B, C, …]` with `groups` groups, affine `gamma`/`beta` `[C]`,
+/// optionally followed by SiLU.
+pub fn group_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    groups: usize,
+    eps: f64,
+    silu: bool,
+) -> Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (b, c) = (dims[0], dims[1]);
+    let xg = x.reshape((b, groups, ()))?;
+    let mean = xg.mean_keepdim(D::Minus1)?;
+    let xc = xg.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let xn = xc.broadcast_div(&(var + eps)?.sqrt()?)?.reshape(dims.as_slice())?;
+    let mut shape = vec![1, c];
+    shape.extend(std::iter::repeat_n(1, dims.len() - 2));
+    let y = xn
+        .broadcast_mul(&gamma.reshape(shape.as_slice())?)?
+        .broadcast_add(&beta.reshape(shape.as_slice())?)?;
+    if silu {
+        candle_nn::ops::silu(&y)
+    } else {
+        Ok(y)
+    }
+}
+
+/// Softmax over the last dimension built from differentiable primitives
+/// (candle's `softmax_last_dim` has no backward).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// Nearest-neighbour ×2 upsampling of `[B, C, H, W]`.
+pub fn upsample_nearest2x(x: &Tensor) -> Result<Tensor> {
+    let (_, _, h, w) = x.dims4()?;
+    x.upsample_nearest2d(h * 2, w * 2)
+}
+
+/// Linear layer `x · wᵀ + b` for `x` of shape `[B, in]`, weight `[out, in]`.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.matmul(&weight.t()?)?;
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// SiLU activation.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::silu(x)
+}
+
+/// `x[b, c, …] + t[b, c]`.
+pub fn add_channel_bias(x: &Tensor, t: &Tensor) -> Result<Tensor> {
+    let mut shape = t.dims().to_vec();
+    shape.extend(std::iter::repeat_n(1, x.rank().saturating_sub(2)));
+    x.broadcast_add(&t.reshape(shape.as_slice())?)
+}
