@@ -80,7 +80,7 @@ fn checkpoint_round_trip() {
     let ema_run = load_run(&dir, true, &Device::Cpu).unwrap();
     let ema_out = ema_run.denoiser.forward(&x, &t).unwrap();
     let map = read_tensors(&dir.join(CHECKPOINT_DIR).join(EMA_FILE), &Device::Cpu).unwrap();
-    let ModelConfig::Mlp(mc) = &cfg.model;
+    let ModelConfig::Mlp(mc) = &cfg.model else { panic!("the test config uses the MLP") };
     let reference = Mlp::new(mc, VarBuilder::from_tensors(map, DType::F32, &Device::Cpu)).unwrap();
     assert_eq!(max_abs_diff(&ema_out, &reference.forward(&x, &t, false).unwrap()), 0.0);
     assert!(max_abs_diff(&ema_out, &want) > 1e-4, "EMA weights should differ from the raw weights");
