@@ -16,7 +16,6 @@ pub const DEFAULT_TOY_SAMPLES: usize = 10_000;
 /// Serialised as the same string [`DataSpec::parse`] accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-#[non_exhaustive]
 pub enum DataSpec {
     /// A 2-D toy distribution sampled from a seed.
     Toy(Toy2d),
