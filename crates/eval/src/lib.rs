@@ -6,6 +6,7 @@
 pub mod energy;
 pub mod error;
 pub mod features;
+pub mod grid;
 pub mod mmd;
 mod pairwise;
 pub mod plot;
