@@ -58,8 +58,18 @@ impl ModelConfig {
     pub fn build(&self, vb: VarBuilder) -> candle_core::Result<Box<dyn DiffusionNet>> {
         Ok(match self {
             ModelConfig::Mlp(c) => Box::new(Mlp::new(c, vb)?),
-            ModelConfig::Unet(c) => Box::new(Unet::new(c, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?),
+            ModelConfig::Unet(c) => {
+                Box::new(Unet::new(c, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
+            }
         })
+    }
+
+    /// Shape of one data sample (without the batch dimension) the network takes.
+    pub fn sample_shape(&self) -> Vec<usize> {
+        match self {
+            ModelConfig::Mlp(c) => vec![c.data_dim],
+            ModelConfig::Unet(c) => vec![c.in_channels, c.image_size, c.image_size],
+        }
     }
 
     /// Number of trainable scalars of the network `build` creates.

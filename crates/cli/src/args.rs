@@ -1,0 +1,293 @@
+//! Command-line definitions (clap derive). Only the CLI does console UX.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "rediffuse", version, about = "Train, sample and evaluate diffusion models")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model and write a run folder (config, checkpoint, metrics, plots).
+    Train(TrainArgs),
+    /// Generate samples from a trained run or an analytic denoiser.
+    Sample(SampleArgs),
+    /// Evaluate samples against data.
+    Eval(EvalArgs),
+    /// Data sets: export to .npy, fetch standard sets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Train on the embedded digits and sample a grid (the main job).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelKind {
+    Mlp,
+    Unet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodKind {
+    Ddpm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleKind {
+    Linear,
+    Cosine,
+    Quadratic,
+    Sigmoid,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PredictionKind {
+    Epsilon,
+    Sample,
+    V,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// A TOML or JSON run configuration; flags given on the command line override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Data: a toy set (moons, swiss-roll, 8gaussians, checkerboard, circles), an image set
+    /// (digits, mnist, fashion-mnist, cifar10, a folder) or a .npy file.
+    #[arg(long)]
+    pub data: Option<String>,
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    #[arg(long, value_enum)]
+    pub method: Option<MethodKind>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleKind>,
+    /// Zero-terminal-SNR rescaling of the schedule.
+    #[arg(long)]
+    pub zero_terminal_snr: bool,
+    #[arg(long)]
+    pub timesteps: Option<usize>,
+    #[arg(long, value_enum)]
+    pub prediction: Option<PredictionKind>,
+    /// Number of optimisation steps (in total, also when resuming).
+    #[arg(long, allow_negative_numbers = true)]
+    pub steps: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch_size: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub warmup_steps: Option<i64>,
+    /// Global-norm gradient clipping threshold (0 disables).
+    #[arg(long, allow_negative_numbers = true)]
+    pub grad_clip: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub ema_decay: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Preset sizes for image sets (digits, mnist, fashion-mnist, cifar10).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Points generated for toy sets.
+    #[arg(long)]
+    pub n_train: Option<usize>,
+    #[arg(long)]
+    pub log_every: Option<usize>,
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Run folder to create (must not exist or be empty, unless --resume).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SamplerKind {
+    Ddpm,
+    Ddim,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SpacingKind {
+    Leading,
+    Trailing,
+    Linspace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VarianceKind {
+    /// σ_t² = β_t
+    Beta,
+    /// σ_t² = β̃_t
+    BetaTilde,
+}
+
+#[derive(Debug, Args)]
+pub struct SamplerArgs {
+    #[arg(long, value_enum, default_value = "ddim")]
+    pub sampler: SamplerKind,
+    /// Sampling steps (DDIM); DDPM always uses all T steps.
+    #[arg(long, allow_negative_numbers = true)]
+    pub steps: Option<i64>,
+    /// DDIM η (0 = deterministic, 1 = DDPM-like).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub eta: f64,
+    #[arg(long, value_enum, default_value = "leading")]
+    pub timestep_spacing: SpacingKind,
+    /// DDPM reverse variance.
+    #[arg(long, value_enum, default_value = "beta")]
+    pub variance: VarianceKind,
+    /// Clip predicted x₀ to [-c, c] (images default to 1).
+    #[arg(long)]
+    pub clip: Option<f32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Run folder written by `rediffuse train`.
+    #[arg(long, conflicts_with = "analytic")]
+    pub run: Option<PathBuf>,
+    /// Analytic denoiser: gaussian:data.npy | gmm:spec.json | empirical:<data>.
+    #[arg(long)]
+    pub analytic: Option<String>,
+    /// Schedule for analytic denoisers.
+    #[arg(long, value_enum, default_value = "linear")]
+    pub schedule: ScheduleKind,
+    /// Timesteps for analytic denoisers.
+    #[arg(long, default_value_t = 1000)]
+    pub timesteps: usize,
+    /// Use the raw weights instead of their EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    #[command(flatten)]
+    pub sampler: SamplerArgs,
+    /// Number of samples.
+    #[arg(long, allow_negative_numbers = true)]
+    pub n: i64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples computed at once (does not change the samples).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Start from this x_T (.npy, N×…) instead of fresh noise.
+    #[arg(long)]
+    pub init_noise: Option<PathBuf>,
+    /// Output .npy (N×D or N×C×H×W).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Write a picture: a scatter plot for 2-D samples, a grid for images.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    /// Write f64 instead of f32.
+    #[arg(long)]
+    pub f64: bool,
+    /// Replace existing output files.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricKind {
+    /// Sliced Wasserstein-2 distance.
+    Swd,
+    /// Maximum mean discrepancy (RBF kernel, unbiased MMD²).
+    Mmd,
+    /// Energy distance.
+    Energy,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Samples to evaluate (.npy).
+    #[arg(long)]
+    pub samples: PathBuf,
+    /// Reference data (name or .npy).
+    #[arg(long)]
+    pub data: String,
+    #[arg(long, value_enum)]
+    pub metric: MetricKind,
+    /// Reference points drawn from a generated data set (default: as many as samples).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Seed of the reference draw for generated sets (held-out by default).
+    #[arg(long, default_value_t = 1_000_003)]
+    pub seed: u64,
+    /// Random projections for SWD.
+    #[arg(long, default_value_t = 256)]
+    pub projections: usize,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Write a data set to .npy (N×D for toy sets, N×C×H×W in [-1, 1] for images).
+    Export(ExportArgs),
+    /// Download MNIST, Fashion-MNIST or CIFAR-10 (SHA-256 checked) into the cache.
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RemoteKind {
+    Mnist,
+    FashionMnist,
+    Cifar10,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    #[arg(value_enum)]
+    pub name: RemoteKind,
+    /// Cache folder (default: $REDIFFUSE_DATA or ~/.cache/rediffuse).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Import already downloaded files from this file or folder instead of downloading.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Download from this base URL instead of the data set's standard location.
+    #[arg(long)]
+    pub base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    pub name: String,
+    #[arg(long, allow_negative_numbers = true)]
+    pub n: Option<i64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Override the number of training steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,146 @@
+//! `rediffuse data …` and the data-spec resolution shared by train/sample/eval.
+
+use crate::args::{DataCommand, ExportArgs, FetchArgs, RemoteKind};
+use crate::io::{positive, prepare_output};
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use rediffuse_data::fetch::{default_cache_dir, Fetcher, RemoteDataset};
+use rediffuse_data::images::{ImageSpec, Split};
+use rediffuse_data::npy::{write_npy_tensor, NpyDtype};
+use rediffuse_data::source::DataSpec;
+use rediffuse_data::DataError;
+use rediffuse_nn::unet::UnetConfig;
+use rediffuse_nn::ModelConfig;
+use rediffuse_train::TrainConfig;
+
+/// A data set named on the command line.
+pub enum Data {
+    /// 2-D toy set or `.npy` array.
+    Plain(DataSpec),
+    /// An image set.
+    Images(ImageSpec),
+}
+
+/// Resolve a data name: toy sets and `.npy` files first, then image sets and folders.
+pub fn parse(spec: &str) -> Result<Data> {
+    match DataSpec::parse(spec) {
+        Ok(d) => Ok(Data::Plain(d)),
+        Err(DataError::UnknownSource { valid, .. }) => match spec.parse::<ImageSpec>() {
+            Ok(img) => Ok(Data::Images(img)),
+            Err(_) => bail!(
+                "unknown data set `{spec}`: expected {valid}, an image set (digits, digits:16, \
+                 mnist[:DIR], fashion-mnist[:DIR], cifar10[:DIR]) or a folder of images"
+            ),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Load a data set named by `spec` as `[N, …]` f32 (`n` rows; generated sets and
+/// image subsets drawn with `seed`).
+pub fn load(spec: &str, n: Option<usize>, seed: u64, device: &Device) -> Result<Tensor> {
+    load_split(spec, n, seed, Split::Train, device)
+}
+
+/// Like [`load`], from the given split of an image set.
+pub fn load_split(spec: &str, n: Option<usize>, seed: u64, split: Split, device: &Device) -> Result<Tensor> {
+    match parse(spec)? {
+        Data::Plain(d) => Ok(d.load(n, seed, device)?),
+        Data::Images(img) => {
+            let batch = img.load(n, seed, split).with_context(|| {
+                format!(
+                    "loading {} (for MNIST/Fashion-MNIST/CIFAR-10 run `rediffuse data fetch` first)",
+                    img.name()
+                )
+            })?;
+            Ok(batch.images.to_device(device)?)
+        }
+    }
+}
+
+/// The U-Net preset named `preset`, or the one that fits the data set `data`.
+pub fn default_unet(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
+    let name = match preset {
+        Some(p) => p.to_string(),
+        None => match parse(data)? {
+            Data::Images(img) => img.name().to_string(),
+            Data::Plain(_) => bail!("--model unet needs image data (or a --preset)"),
+        },
+    };
+    let mut cfg = match name.as_str() {
+        "digits" => UnetConfig::digits(),
+        "mnist" => UnetConfig::mnist(),
+        "fashion-mnist" => UnetConfig::fashion_mnist(),
+        "cifar10" => UnetConfig::cifar10(),
+        "folder" => UnetConfig::cifar10(),
+        other => bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)"),
+    };
+    if let Ok(Data::Images(ImageSpec::Digits { size })) = parse(data) {
+        cfg.image_size = size;
+    }
+    Ok(ModelConfig::Unet(cfg))
+}
+
+/// Training hyper-parameters of a preset (sizes chosen for a 2-core CPU).
+pub fn apply_preset(cfg: &mut TrainConfig, preset: &str) -> Result<()> {
+    let (steps, batch, lr, warmup) = match preset {
+        "digits" => (6000, 128, 2e-3, 200),
+        "mnist" | "fashion-mnist" => (6000, 64, 1e-3, 200),
+        "cifar10" => (20000, 64, 5e-4, 500),
+        other => bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)"),
+    };
+    cfg.steps = steps;
+    cfg.batch_size = batch;
+    cfg.lr = lr;
+    cfg.warmup_steps = warmup;
+    cfg.grad_clip = Some(1.0);
+    cfg.ema_decay = 0.999;
+    cfg.log_every = 50;
+    cfg.checkpoint_every = 2000;
+    Ok(())
+}
+
+/// Shape of one sample of a run's model.
+pub fn run_sample_shape(config: &TrainConfig) -> Result<Vec<usize>> {
+    Ok(config.model.sample_shape())
+}
+
+pub fn run(c: DataCommand) -> Result<()> {
+    match c {
+        DataCommand::Export(a) => export(a),
+        DataCommand::Fetch(a) => fetch(a),
+    }
+}
+
+fn export(a: ExportArgs) -> Result<()> {
+    let n = a.n.map(|v| positive("n", v)).transpose()?;
+    prepare_output(&a.out, a.force)?;
+    if let Some(png) = &a.png {
+        prepare_output(png, a.force)?;
+    }
+    let x = load(&a.name, n, a.seed, &Device::Cpu)?;
+    write_npy_tensor(&a.out, &x, NpyDtype::F32).with_context(|| format!("writing {}", a.out.display()))?;
+    if let Some(png) = &a.png {
+        crate::cmd::sample::picture(&x, png, None)?;
+    }
+    eprintln!("wrote {} {:?} to {}", a.name, x.dims(), a.out.display());
+    Ok(())
+}
+
+fn fetch(a: FetchArgs) -> Result<()> {
+    let ds = match a.name {
+        RemoteKind::Mnist => RemoteDataset::Mnist,
+        RemoteKind::FashionMnist => RemoteDataset::FashionMnist,
+        RemoteKind::Cifar10 => RemoteDataset::Cifar10,
+    };
+    let mut fetcher = Fetcher::new(a.dir.clone().unwrap_or_else(default_cache_dir));
+    if let Some(url) = &a.base_url {
+        fetcher = fetcher.with_base_url(url.clone());
+    }
+    let dir = match &a.from {
+        Some(p) => fetcher.import_from(ds, p)?,
+        None => fetcher.fetch(ds)?,
+    };
+    eprintln!("{} is in {}", ds.dir_name(), dir.display());
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! `rediffuse train`: build a run configuration from a file and flags, load data, train.
+
+use crate::args::{MethodKind, ModelKind, PredictionKind, ScheduleKind, TrainArgs};
+use crate::io::{finite, non_negative, positive};
+use crate::progress;
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use rediffuse_core::{BetaSchedule, Prediction};
+use rediffuse_nn::{mlp::MlpConfig, ModelConfig};
+use rediffuse_train::{Method, StepReport, TrainConfig, TrainObserver, Trainer};
+use std::path::Path;
+
+pub fn schedule_of(kind: ScheduleKind) -> BetaSchedule {
+    match kind {
+        ScheduleKind::Linear => BetaSchedule::linear(),
+        ScheduleKind::Cosine => BetaSchedule::cosine(),
+        ScheduleKind::Quadratic => BetaSchedule::quadratic(),
+        ScheduleKind::Sigmoid => BetaSchedule::sigmoid(),
+    }
+}
+
+fn prediction_of(kind: PredictionKind) -> Prediction {
+    match kind {
+        PredictionKind::Epsilon => Prediction::Epsilon,
+        PredictionKind::Sample => Prediction::Sample,
+        PredictionKind::V => Prediction::V,
+    }
+}
+
+/// Load the training data named by a config.
+pub fn load_training_data(config: &TrainConfig, device: &Device) -> Result<Tensor> {
+    crate::cmd::data::load(&config.data, config.n_train, config.seed, device)
+        .with_context(|| format!("loading training data `{}`", config.data))
+}
+
+/// The configuration of a new run: defaults ← `--config` file ← flags.
+fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &a.config {
+        Some(path) => TrainConfig::load(path)?,
+        None => {
+            let data = a.data.clone().context("--data is required (or give --config)")?;
+            let model = match a.model.unwrap_or(ModelKind::Mlp) {
+                ModelKind::Mlp => ModelConfig::Mlp(MlpConfig::new(2)),
+                ModelKind::Unet => crate::cmd::data::default_unet(&data, a.preset.as_deref())?,
+            };
+            let mut cfg = TrainConfig::new(data, model, Method::ddpm_default());
+            // defaults that train the MLP well on toy data within seconds
+            cfg.lr = 2e-3;
+            cfg.warmup_steps = 200;
+            if let Some(p) = a.preset.as_deref() {
+                crate::cmd::data::apply_preset(&mut cfg, p)?;
+            }
+            cfg
+        }
+    };
+    if let Some(d) = &a.data {
+        cfg.data = d.clone();
+    }
+    if let Some(MethodKind::Ddpm) = a.method {
+        // the only discrete method so far; kept for symmetry with other methods
+    }
+    let Method::Ddpm { schedule, timesteps, prediction, zero_terminal_snr } = &mut cfg.method;
+    if let Some(s) = a.schedule {
+        *schedule = schedule_of(s);
+    }
+    if let Some(t) = a.timesteps {
+        *timesteps = t;
+    }
+    if let Some(p) = a.prediction {
+        *prediction = prediction_of(p);
+    }
+    if a.zero_terminal_snr {
+        *zero_terminal_snr = true;
+    }
+    if let Some(v) = a.steps {
+        cfg.steps = positive("steps", v)?;
+    }
+    if let Some(v) = a.batch_size {
+        cfg.batch_size = positive("batch-size", v)?;
+    }
+    if let Some(v) = a.lr {
+        cfg.lr = finite("lr", v, true)?;
+    }
+    if let Some(v) = a.weight_decay {
+        cfg.weight_decay = finite("weight-decay", v, false)?;
+    }
+    if let Some(v) = a.warmup_steps {
+        cfg.warmup_steps = non_negative("warmup-steps", v)?;
+    }
+    if let Some(v) = a.grad_clip {
+        let v = finite("grad-clip", v, false)?;
+        cfg.grad_clip = if v == 0.0 { None } else { Some(v) };
+    }
+    if let Some(v) = a.ema_decay {
+        if !(0.0..1.0).contains(&v) {
+            bail!("--ema-decay must be in [0, 1), got {v}");
+        }
+        cfg.ema_decay = v;
+    }
+    if let Some(v) = a.seed {
+        cfg.seed = v;
+    }
+    if let Some(v) = a.n_train {
+        cfg.n_train = Some(v);
+    }
+    if let Some(v) = a.log_every {
+        cfg.log_every = v;
+    }
+    if let Some(v) = a.checkpoint_every {
+        cfg.checkpoint_every = v;
+    }
+    Ok(cfg)
+}
+
+/// Draws the progress bar.
+pub struct BarObserver {
+    pub bar: indicatif::ProgressBar,
+}
+
+impl TrainObserver for BarObserver {
+    fn on_step(&mut self, r: &StepReport) {
+        self.bar.set_position(r.step);
+        if let Some(loss) = r.loss {
+            self.bar.set_message(format!("loss {loss:.4} lr {:.2e}", r.lr));
+        }
+    }
+}
+
+/// Train (or resume) in `out` and return the summary line.
+/// `infer_dim`: set an MLP's `data_dim` from the data (when the model came from flags).
+pub fn train_in(
+    out: &Path,
+    cfg: Option<TrainConfig>,
+    extra_steps: Option<usize>,
+    quiet: bool,
+    infer_dim: bool,
+) -> Result<()> {
+    let device = Device::Cpu;
+    let mut trainer = match cfg {
+        Some(mut cfg) => {
+            let data = load_training_data(&cfg, &device)?;
+            if let (true, ModelConfig::Mlp(m)) = (infer_dim, &mut cfg.model) {
+                m.data_dim = data.dims()[1..].iter().product();
+            }
+            cfg.validate()?;
+            Trainer::create(out, cfg, data)?
+        }
+        None => {
+            let cfg = TrainConfig::load(&out.join("config.toml"))
+                .with_context(|| format!("{} is not a run folder to resume", out.display()))?;
+            let data = load_training_data(&cfg, &device)?;
+            Trainer::resume(out, data)?
+        }
+    };
+    if let Some(steps) = extra_steps {
+        trainer.set_total_steps(steps)?;
+    }
+    let cfg = trainer.config().clone();
+    if !quiet {
+        eprintln!(
+            "training {} ({} parameters) on {} for {} steps (batch {}, lr {}) into {}",
+            cfg.model.name(),
+            trainer.param_count(),
+            cfg.data,
+            cfg.steps,
+            cfg.batch_size,
+            cfg.lr,
+            out.display()
+        );
+    }
+    let bar = progress::bar(cfg.steps as u64, quiet, "train");
+    bar.set_position(trainer.step());
+    let mut obs = BarObserver { bar };
+    let summary = trainer.run(&mut obs)?;
+    obs.bar.finish();
+    let plot = out.join("loss.png");
+    if let Err(e) = crate::cmd::eval::loss_plot(out, &plot) {
+        eprintln!("warning: could not draw the loss curve: {e:#}");
+    }
+    if !quiet {
+        eprintln!(
+            "done: step {} of {}, final loss {}, {:.1} s; loss curve {}",
+            summary.step,
+            summary.total,
+            summary.last_loss.map_or("n/a".to_string(), |l| format!("{l:.5}")),
+            summary.elapsed_s,
+            plot.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn run(a: TrainArgs) -> Result<()> {
+    if a.resume {
+        let steps = a.steps.map(|v| positive("steps", v)).transpose()?;
+        return train_in(&a.out, None, steps, a.quiet, false);
+    }
+    let cfg = build_config(&a)?;
+    train_in(&a.out, Some(cfg), None, a.quiet, a.config.is_none())
+}

@@ -1,0 +1,54 @@
+//! Helpers shared by the CLI tests: run the built binary in a temporary folder.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rediffuse")
+}
+
+/// A fresh temporary folder unique to `name`.
+pub fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rediffuse-cli-{}-{}", name, std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin()).current_dir(dir).args(args).output().expect("failed to start rediffuse")
+}
+
+/// Run and require success; returns stdout.
+pub fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "rediffuse {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run and require a clean failure: non-zero exit, an `error:` message containing
+/// `needle`, and no panic.
+pub fn fails(dir: &Path, args: &[&str], needle: &str) {
+    let out = run(dir, args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "rediffuse {args:?} should fail");
+    assert!(!err.contains("panicked"), "rediffuse {args:?} panicked:\n{err}");
+    assert!(err.contains("error"), "no error message for {args:?}:\n{err}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "message for {args:?} lacks `{needle}`:\n{err}"
+    );
+}
+
+/// Parse the `value` of an eval JSON file.
+pub fn json_value(path: &Path) -> f64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["value"].as_f64().unwrap()
+}
