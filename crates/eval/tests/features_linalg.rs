@@ -198,6 +198,15 @@ fn trace_sqrt_rejects_bad_input() {
     assert!(trace_sqrt_product(&id, &id, 3).is_err()); // wrong size
 }
 
+/// CPU seconds used by this process so far (Linux `/proc/self/stat`, 100 Hz ticks); the
+/// machine running the tests is shared, so wall-clock time would mostly measure the load.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Timing at the Inception feature dimension (run with `--ignored --nocapture`).
 #[test]
 #[ignore]
@@ -205,23 +214,32 @@ fn trace_sqrt_2048_timing() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let n = 2048;
     let make = |rng: &mut ChaCha8Rng| {
+        // Wishart-like SPD matrix XᵀX/k, k = 3000 (computed by the library's covariance).
         let k = 3000;
-        let x = randn(rng, k * n);
-        let mut s = vec![0.0; n * n];
-        for r in 0..k {
-            let row = &x[r * n..(r + 1) * n];
-            for i in 0..n {
-                let xi = row[i] / k as f64;
-                for j in 0..n {
-                    s[i * n + j] += xi * row[j];
-                }
-            }
-        }
-        s
+        let x = rediffuse_eval::features::FeatureMatrix::new(k, n, randn(rng, k * n)).unwrap();
+        x.covariance().unwrap()
     };
     let (a, b) = (make(&mut rng), make(&mut rng));
-    let t = std::time::Instant::now();
-    let v = trace_sqrt_product(&a, &b, n).unwrap();
-    println!("n=2048: Tr sqrt = {v:.6} in {:.2}s", t.elapsed().as_secs_f64());
+    let phase = |label: &str, f: &mut dyn FnMut()| {
+        let (c, t) = (cpu_seconds(), std::time::Instant::now());
+        f();
+        println!("{label}: {:.2}s CPU, {:.2}s wall", cpu_seconds() - c, t.elapsed().as_secs_f64());
+    };
+    phase("pivoted Cholesky", &mut || {
+        pivoted_cholesky(&a, n).unwrap();
+    });
+    let mut de = (Vec::new(), Vec::new());
+    phase("tridiagonalisation", &mut || {
+        let mut work = b.clone();
+        de = rediffuse_eval::features::linalg::tridiagonalize(&mut work, n);
+    });
+    phase("tridiagonal QR", &mut || {
+        tridiagonal_eigenvalues(&de.0, &de.1).unwrap();
+    });
+    let mut v = 0.0;
+    phase("trace_sqrt_product (total)", &mut || {
+        v = trace_sqrt_product(&a, &b, n).unwrap();
+    });
+    println!("n=2048: Tr sqrt = {v:.6}");
     assert!(v.is_finite() && v > 0.0);
 }

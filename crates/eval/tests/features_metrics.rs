@@ -156,7 +156,7 @@ fn fid_of_gaussian_samples_matches_closed_form() {
     // Replicated estimates from finite samples: the estimator is biased by O(1/n)
     // (e.g. E‖μ̂1 − μ̂2‖² = ‖μ1 − μ2‖² + Tr(Σ1 + Σ2)/n); check the replicate mean
     // against the exact value within 4 standard errors plus that bias bound.
-    let (reps, n) = (8, 4000);
+    let (reps, n) = (16, 8000);
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let est: Vec<f64> = (0..reps)
         .map(|_| {
