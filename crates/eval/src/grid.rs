@@ -168,7 +168,7 @@ pub fn denoising_strip_png(
     let fs = (scale / 2).max(1);
     let (tw, th) = (w * scale, h * scale);
     let max_label = columns.iter().map(|c| c.label.chars().count()).max().unwrap_or(0);
-    let col_w = tw.max(text_width(max_label, fs));
+    let col_w = tw.max(text_width(max_label + 1, fs));
     let band = 5 * fs + padding.max(2);
     let margin = text_width(2, fs) + padding.max(2);
     let width = margin + padding + columns.len() * (col_w + padding);
@@ -349,11 +349,11 @@ mod tests {
         let path = tmp("strip");
         denoising_strip_png(&path, &cols, 4, 2).unwrap();
         let g = image::open(&path).unwrap().to_luma8();
-        // fs = 2; tile 8×8; col_w = max(8, 3 glyphs · 4 · 2 = 24) = 24; band = 10 + 2 = 12;
-        // margin = 2 glyphs · 8 + 2 = 18; width = 18 + 2 + 2·(24 + 2) = 72; height = 12 + 2 + 2·(8 + 2) = 34
-        assert_eq!(g.dimensions(), (72, 34));
+        // fs = 2; tile 8×8; col_w = max(8, (3 + 1) glyphs · 4 · 2 = 32) = 32; band = 10 + 2 = 12;
+        // margin = 2 glyphs · 8 + 2 = 18; width = 18 + 2 + 2·(32 + 2) = 88; height = 12 + 2 + 2·(8 + 2) = 34
+        assert_eq!(g.dimensions(), (88, 34));
         let px = |x: u32, y: u32| g.get_pixel(x, y).0[0];
-        let (c0, c1, y_t, y_0) = (20, 20 + 26, 14, 14 + 10);
+        let (c0, c1, y_t, y_0) = (20, 20 + 34, 14, 14 + 10);
         assert_eq!(px(c0, y_t), 0); // x_t = -1
         assert_eq!(px(c0 + 7, y_0 + 7), 128); // x0 = 0
         assert_eq!(px(c1, y_t), 255); // x_t = 1

@@ -21,7 +21,7 @@ pub fn parse_cifar_batch(
     pixels: &mut Vec<u8>,
     labels: &mut Vec<u32>,
 ) -> Result<()> {
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_RECORD) {
         let expected = (bytes.len() / CIFAR_RECORD + 1) * CIFAR_RECORD;
         return Err(ImageError::Truncated {
             path: path.into(),

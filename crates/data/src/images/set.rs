@@ -77,7 +77,7 @@ impl ImageSet {
         if per == 0 {
             return Err(ImageError::invalid("shape", format!("{shape:?} has a zero dimension")));
         }
-        if len % per != 0 {
+        if !len.is_multiple_of(per) {
             return Err(ImageError::invalid("data", format!("{len} values is not a multiple of {per}")));
         }
         if let Some(l) = labels {

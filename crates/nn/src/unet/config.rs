@@ -223,7 +223,7 @@ impl UnetConfig {
         if self.levels() > 16 {
             return Err(invalid("channel_mults", "at most 16 levels"));
         }
-        if self.time_embed_dim % 2 != 0 {
+        if !self.time_embed_dim.is_multiple_of(2) {
             return Err(invalid("time_embed_dim", format!("must be even, got {}", self.time_embed_dim)));
         }
         let half = (self.time_embed_dim / 2) as f64;
@@ -240,7 +240,7 @@ impl UnetConfig {
             return Err(invalid("num_classes", "must be > 0 when given"));
         }
         let down = 1usize << (self.levels() - 1);
-        if self.image_size % down != 0 {
+        if !self.image_size.is_multiple_of(down) {
             return Err(invalid(
                 "image_size",
                 format!("{} is not divisible by 2^(levels-1) = {down}", self.image_size),
@@ -257,7 +257,7 @@ impl UnetConfig {
         for i in 0..self.levels() {
             let c = self.level_channels(i);
             let attends = self.level_has_attention(i) || (i + 1 == self.levels() && self.mid_attention);
-            if attends && c % self.num_heads != 0 {
+            if attends && !c.is_multiple_of(self.num_heads) {
                 return Err(invalid(
                     "num_heads",
                     format!("{} heads do not divide {c} channels", self.num_heads),
@@ -269,7 +269,7 @@ impl UnetConfig {
 
     /// GroupNorm divisibility check for one channel count.
     pub(crate) fn check_groups(&self, channels: usize) -> Result<(), UnetError> {
-        if channels % self.groups != 0 {
+        if !channels.is_multiple_of(self.groups) {
             return Err(invalid(
                 "groups",
                 format!("{} groups do not divide {channels} channels", self.groups),

@@ -12,7 +12,7 @@ pub fn sinusoidal_embedding(
     flip_sin_to_cos: bool,
     freq_shift: f64,
 ) -> Result<Tensor> {
-    if dim % 2 != 0 || dim == 0 {
+    if !dim.is_multiple_of(2) || dim == 0 {
         candle_core::bail!("sinusoidal embedding dim must be even and > 0, got {dim}");
     }
     let t = t.to_dtype(DType::F32)?;
