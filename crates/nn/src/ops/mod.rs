@@ -12,6 +12,7 @@ mod cpu;
 mod elementwise;
 mod group_norm;
 mod linear;
+mod profile;
 pub mod reference;
 mod sgemm;
 pub(crate) mod simd;
@@ -19,6 +20,7 @@ mod threads;
 
 use candle_core::{DType, Result, Tensor};
 
+pub use profile::{set_profiling, take_profile};
 pub use threads::{num_threads, set_num_threads};
 
 use cpu::fast_path;
