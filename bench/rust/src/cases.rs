@@ -88,6 +88,16 @@ impl UnetCase {
         Ok(start.elapsed().as_secs_f64() * 1e3)
     }
 
+    /// Forward+backward, then the optimiser step alone (timing breakdown).
+    pub fn optimiser_step(&mut self) -> Result<f64> {
+        let pred = self.net.forward(&self.x, &self.t, true)?;
+        let loss = (pred - &self.noise)?.sqr()?.mean_all()?;
+        let grads = loss.backward()?;
+        let start = Instant::now();
+        self.opt.step(&grads)?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    }
+
     /// Forward and backward only (timing breakdown).
     pub fn forward_backward(&self) -> Result<(f64, f64)> {
         let start = Instant::now();

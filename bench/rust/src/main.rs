@@ -105,14 +105,20 @@ fn table(args: &Args) -> Result<()> {
         for _ in 0..2 {
             case.run()?;
         }
+        let profile = std::env::var_os("REDIFFUSE_BENCH_PROFILE").is_some();
+        ops::set_profiling(profile);
         let mut ms = (0..args.reps).map(|_| case.run()).collect::<Result<Vec<f64>>>()?;
+        ops::set_profiling(false);
         println!("{:<22} {:>12.2}", name, median(&mut ms));
+        for (op, total, n) in ops::take_profile() {
+            println!("    {op:<34} {:>9.2} ms/call ({n} calls)", total / n as f64);
+        }
     }
     Ok(())
 }
 
 fn breakdown(args: &Args) -> Result<()> {
-    let case = UnetCase::new(&cases::unet_config("unet")?)?;
+    let mut case = UnetCase::new(&cases::unet_config("unet")?)?;
     println!("threads: {}, params: {}", ops::num_threads(), case.net.param_count());
     let _ = case.forward_backward()?;
     let (mut f, mut b) = (Vec::new(), Vec::new());
@@ -123,6 +129,8 @@ fn breakdown(args: &Args) -> Result<()> {
     }
     println!("forward (train mode) {:>9.2} ms", median(&mut f));
     println!("backward             {:>9.2} ms", median(&mut b));
+    let mut o = (0..args.reps).map(|_| case.optimiser_step()).collect::<Result<Vec<f64>>>()?;
+    println!("AdamW step           {:>9.2} ms", median(&mut o));
     ops::set_profiling(true);
     let (fw, bw) = case.forward_backward()?;
     ops::set_profiling(false);

@@ -4,6 +4,7 @@
 //! Each image is processed in tiles of output rows: the im2col tile (`Cin·k·k × rows·Wo`)
 //! stays in cache between being written and being consumed by the GEMM, and col2im adds
 //! the input-gradient tile straight back. 1×1 stride-1 unpadded convolutions skip im2col.
+//! (Stride-1 convolutions take the shifted-GEMM path of `conv_shift` instead.)
 //! Images are split over threads (one GEMM per tile, single-threaded); when there are
 //! fewer images than threads the GEMMs themselves run in parallel.
 
@@ -169,6 +170,9 @@ multiversion! {
 
 /// Forward convolution: returns `[B, Cout, Ho, Wo]` data.
 pub(crate) fn conv_forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    if super::conv_shift::applies(g) {
+        return super::conv_shift::forward(x, wt, bias, g);
+    }
     let mut y = vec![0f32; g.b * g.out_img()];
     let yp = SyncPtr(y.as_mut_ptr());
     let per_image = num_tasks(g.b) > 1;
@@ -216,6 +220,9 @@ pub(crate) struct ConvGrads {
 /// Backward convolution. Returns the packed gradients `[dx?, dw?, db?]` in that order
 /// (`dx`: `[B, Cin, H, W]`, `dw`: `[Cout, Cin, k, k]`, `db`: `[Cout]`).
 pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, want: ConvGrads) -> Vec<f32> {
+    if super::conv_shift::applies(g) {
+        return super::conv_shift::backward(x, wt, dy, g, want);
+    }
     let n_dx = if want.dx { g.b * g.in_img() } else { 0 };
     let n_dw = if want.dw { g.cout * g.kk() } else { 0 };
     let n_db = if want.db { g.cout } else { 0 };

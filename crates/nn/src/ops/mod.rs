@@ -8,6 +8,7 @@
 
 mod conv;
 mod conv_kernels;
+mod conv_shift;
 mod cpu;
 mod elementwise;
 mod group_norm;

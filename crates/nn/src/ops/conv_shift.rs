@@ -1,0 +1,261 @@
+//! Stride-1 convolution as a sum of shifted GEMMs (no im2col).
+//!
+//! A chunk of images is copied channel-major into a zero-padded buffer `xp[ci][n]` whose
+//! column `n = g·P + y·Wp + x` walks image `g`'s padded `Hp × Wp` grid (`P = Hp·Wp`).
+//! For kernel tap `(ky, kx)` the input pixel under output `(y, x)` is column
+//! `n + ky·Wp + kx`, so `Y[co][n] = Σ_tap W_tap[co][ci] · xp[ci][n + off(tap)]`: one GEMM per
+//! tap with `K = Cin` over all the chunk's columns at once. Columns with `x ≥ Wo` or
+//! `y ≥ Ho` are computed and discarded. The input gradient is the same computation with
+//! the flipped, transposed kernel on the padded output gradient (padding `k − 1 − p`);
+//! the weight gradient of tap `(ky, kx)` is `dY · xp_shiftedᵀ` with `dY` laid out on the
+//! same grid (zeros in the discarded columns).
+
+use super::conv_kernels::{ConvGeom, ConvGrads};
+use super::sgemm::{sgemm, Mat};
+use super::threads::{gemm_parallelism, num_tasks, par_ranges, SyncPtr};
+
+/// Target number of GEMM columns per chunk (keeps the chunk's output in L2).
+const CHUNK_COLS: usize = 2048;
+
+/// Whether the shifted-GEMM path handles `g` (stride 1, padding at most `k − 1`).
+pub(crate) fn applies(g: &ConvGeom) -> bool {
+    g.stride == 1 && g.pad < g.k
+}
+
+/// A padded grid: images of `h × w` placed at offset `(pad, pad)` in `hp × wp` cells.
+#[derive(Clone, Copy)]
+struct Grid {
+    h: usize,
+    w: usize,
+    pad: usize,
+    wp: usize,
+    /// Cells per image (`hp · wp`).
+    cells: usize,
+    /// Extra cells after the last image read by shifted views (`(k−1)·(wp+1)`).
+    tail: usize,
+}
+
+impl Grid {
+    fn new(h: usize, w: usize, pad: usize, k: usize) -> Self {
+        let (hp, wp) = (h + 2 * pad, w + 2 * pad);
+        Grid { h, w, pad, wp, cells: hp * wp, tail: (k - 1) * (wp + 1) }
+    }
+    /// Row length of a channel in a chunk buffer of `imgs` images.
+    fn row(&self, imgs: usize) -> usize {
+        imgs * self.cells + self.tail
+    }
+    fn imgs_per_chunk(&self) -> usize {
+        (CHUNK_COLS / self.cells).max(1)
+    }
+    /// Copies `c` channels of `imgs` NCHW images (`src`, image stride `src_img`) into the
+    /// interior of the grid buffer `dst` (borders are left as they are: zero).
+    fn fill(&self, src: &[f32], c: usize, imgs: usize, dst: &mut [f32]) {
+        let (hw, row) = (self.h * self.w, self.row(imgs));
+        for g in 0..imgs {
+            for ch in 0..c {
+                let s = &src[(g * c + ch) * hw..(g * c + ch + 1) * hw];
+                let d = &mut dst[ch * row + g * self.cells..];
+                for y in 0..self.h {
+                    let o = (y + self.pad) * self.wp + self.pad;
+                    d[o..o + self.w].copy_from_slice(&s[y * self.w..(y + 1) * self.w]);
+                }
+            }
+        }
+    }
+}
+
+/// Copies the valid `ho × wo` outputs of a chunk result `src[c][n]` (row length `row`,
+/// grid width `wp`, image stride `cells`) into NCHW `dst`, adding `bias[c]` if given.
+#[allow(clippy::too_many_arguments)]
+fn extract(
+    src: &[f32],
+    row: usize,
+    wp: usize,
+    cells: usize,
+    c: usize,
+    imgs: usize,
+    (ho, wo): (usize, usize),
+    bias: Option<&[f32]>,
+    dst: &mut [f32],
+) {
+    for g in 0..imgs {
+        for ch in 0..c {
+            let b = bias.map_or(0.0, |b| b[ch]);
+            let d = &mut dst[(g * c + ch) * ho * wo..(g * c + ch + 1) * ho * wo];
+            let s = &src[ch * row + g * cells..];
+            for y in 0..ho {
+                for (dv, sv) in d[y * wo..(y + 1) * wo].iter_mut().zip(&s[y * wp..y * wp + wo]) {
+                    *dv = sv + b;
+                }
+            }
+        }
+    }
+}
+
+/// `out[M][N] (row stride ldo) = Σ_tap A_tap · shift_tap(src)`: one GEMM per kernel tap.
+/// `tap_mat(ky, kx)` gives `A_tap` (M × K); `src` rows have length `ld`.
+#[allow(clippy::too_many_arguments)]
+fn shifted_gemms<'a>(
+    k: usize,
+    wp: usize,
+    m: usize,
+    kdim: usize,
+    n: usize,
+    out: &mut [f32],
+    src: &[f32],
+    ld: usize,
+    tap_mat: impl Fn(usize, usize) -> Mat<'a>,
+    par: gemm::Parallelism,
+) {
+    for ky in 0..k {
+        for kx in 0..k {
+            let off = ky * wp + kx;
+            let b = Mat { data: &src[off..], rs: ld, cs: 1 };
+            sgemm(m, n, kdim, out, n, ky + kx > 0, tap_mat(ky, kx), b, par);
+        }
+    }
+}
+
+fn split_par(b: usize) -> gemm::Parallelism {
+    if num_tasks(b) > 1 {
+        gemm::Parallelism::None
+    } else {
+        gemm_parallelism()
+    }
+}
+
+/// Forward convolution (stride 1) into `[B, Cout, Ho, Wo]`.
+pub(crate) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    let grid = Grid::new(g.h, g.w, g.pad, g.k);
+    let mut y = vec![0f32; g.b * g.out_img()];
+    let yp = SyncPtr(y.as_mut_ptr());
+    let par = split_par(g.b);
+    let kk = g.k * g.k;
+    par_ranges(g.b, |_, imgs| {
+        let per = grid.imgs_per_chunk().min(imgs.len());
+        let mut xp = vec![0f32; g.cin * grid.row(per)];
+        let mut out = vec![0f32; g.cout * per * grid.cells];
+        let mut i0 = imgs.start;
+        while i0 < imgs.end {
+            let n_img = per.min(imgs.end - i0);
+            if n_img < per {
+                // Last, shorter chunk: a fresh buffer keeps the row layout consistent.
+                xp = vec![0f32; g.cin * grid.row(n_img)];
+            }
+            grid.fill(&x[i0 * g.in_img()..], g.cin, n_img, &mut xp);
+            let cols = n_img * grid.cells;
+            let tap = |ky: usize, kx: usize| Mat { data: &wt[ky * g.k + kx..], rs: g.cin * kk, cs: kk };
+            shifted_gemms(g.k, grid.wp, g.cout, g.cin, cols, &mut out, &xp, grid.row(n_img), tap, par);
+            // SAFETY: each image's output range is written by exactly one task.
+            let dst = unsafe { yp.slice(i0 * g.out_img(), n_img * g.out_img()) };
+            extract(&out, cols, grid.wp, grid.cells, g.cout, n_img, (g.ho, g.wo), bias, dst);
+            i0 += n_img;
+        }
+    });
+    y
+}
+
+/// Backward convolution (stride 1): packed `[dx?, dw?, db?]` as in `conv_backward`.
+pub(crate) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, want: ConvGrads) -> Vec<f32> {
+    let kk = g.k * g.k;
+    let n_dx = if want.dx { g.b * g.in_img() } else { 0 };
+    let n_dw = if want.dw { g.cout * g.kk() } else { 0 };
+    let n_db = if want.db { g.cout } else { 0 };
+    let mut out = vec![0f32; n_dx + n_dw + n_db];
+    let tasks = num_tasks(g.b);
+    let par = split_par(g.b);
+    // Forward grid (input padded by p) and the output-gradient grid (padded by k−1−p).
+    let fgrid = Grid::new(g.h, g.w, g.pad, g.k);
+    let bgrid = Grid::new(g.ho, g.wo, g.k - 1 - g.pad, g.k);
+    // Per-task partial dW laid out tap-major `[tap][Cout][Cin]`, then db.
+    let part_len = if want.dw { kk * g.cout * g.cin } else { 0 } + n_db;
+    let mut partial = vec![0f32; tasks * part_len];
+    let outp = SyncPtr(out.as_mut_ptr());
+    let partp = SyncPtr(partial.as_mut_ptr());
+    par_ranges(g.b, |task, imgs| {
+        // SAFETY: task `task` owns its partial slot; images own disjoint dx ranges.
+        let part = unsafe { partp.slice(task * part_len, part_len) };
+        let (dw, db) = part.split_at_mut(part_len - n_db);
+        let per = fgrid.imgs_per_chunk().min(bgrid.imgs_per_chunk()).min(imgs.len());
+        let mut i0 = imgs.start;
+        let alloc = |n_img: usize| {
+            let xp = if want.dw { vec![0f32; g.cin * fgrid.row(n_img)] } else { Vec::new() };
+            let dyz = if want.dw { vec![0f32; g.cout * n_img * fgrid.cells] } else { Vec::new() };
+            let dyp = if want.dx { vec![0f32; g.cout * bgrid.row(n_img)] } else { Vec::new() };
+            let dxo = if want.dx { vec![0f32; g.cin * n_img * bgrid.cells] } else { Vec::new() };
+            (xp, dyz, dyp, dxo)
+        };
+        let (mut xp, mut dyz, mut dyp, mut dxo) = alloc(per);
+        while i0 < imgs.end {
+            let n_img = per.min(imgs.end - i0);
+            if n_img < per {
+                (xp, dyz, dyp, dxo) = alloc(n_img);
+            }
+            let dyc = &dy[i0 * g.out_img()..(i0 + n_img) * g.out_img()];
+            if want.db {
+                for (idx, r) in dyc.chunks_exact(g.n()).enumerate() {
+                    db[idx % g.cout] += super::simd::sum(r);
+                }
+            }
+            if want.dw {
+                fgrid.fill(&x[i0 * g.in_img()..], g.cin, n_img, &mut xp);
+                // dY on the forward output grid (row stride wp), zeros elsewhere.
+                let cols = n_img * fgrid.cells;
+                for gi in 0..n_img {
+                    for co in 0..g.cout {
+                        let s = &dyc[(gi * g.cout + co) * g.n()..(gi * g.cout + co + 1) * g.n()];
+                        let d = &mut dyz[co * cols + gi * fgrid.cells..];
+                        for yy in 0..g.ho {
+                            d[yy * fgrid.wp..yy * fgrid.wp + g.wo].copy_from_slice(&s[yy * g.wo..(yy + 1) * g.wo]);
+                        }
+                    }
+                }
+                let a = Mat::rows(&dyz, cols);
+                let ld = fgrid.row(n_img);
+                for ky in 0..g.k {
+                    for kx in 0..g.k {
+                        let tap = ky * g.k + kx;
+                        let off = ky * fgrid.wp + kx;
+                        // dW_tap (Cout × Cin) += dY (Cout × cols) · xp_shiftedᵀ (cols × Cin)
+                        let b = Mat { data: &xp[off..], rs: 1, cs: ld };
+                        let dst = &mut dw[tap * g.cout * g.cin..(tap + 1) * g.cout * g.cin];
+                        sgemm(g.cout, g.cin, cols, dst, g.cin, true, a, b, par);
+                    }
+                }
+            }
+            if want.dx {
+                bgrid.fill(dyc, g.cout, n_img, &mut dyp);
+                let cols = n_img * bgrid.cells;
+                // Flipped, transposed tap: element (ci, co) = w[co][ci][k−1−ky][k−1−kx].
+                let tap = |ky: usize, kx: usize| Mat {
+                    data: &wt[(g.k - 1 - ky) * g.k + (g.k - 1 - kx)..],
+                    rs: kk,
+                    cs: g.cin * kk,
+                };
+                shifted_gemms(g.k, bgrid.wp, g.cin, g.cout, cols, &mut dxo, &dyp, bgrid.row(n_img), tap, par);
+                // SAFETY: as above.
+                let dst = unsafe { outp.slice(i0 * g.in_img(), n_img * g.in_img()) };
+                extract(&dxo, cols, bgrid.wp, bgrid.cells, g.cin, n_img, (g.h, g.w), None, dst);
+            }
+            i0 += n_img;
+        }
+    });
+    // Reduce the partials; dW goes from [tap][Cout][Cin] to [Cout][Cin][k][k].
+    let (_, rest) = out.split_at_mut(n_dx);
+    let (dw_out, db_out) = rest.split_at_mut(n_dw);
+    for t in 0..tasks {
+        let p = &partial[t * part_len..(t + 1) * part_len];
+        let (pw, pb) = p.split_at(part_len - n_db);
+        if want.dw {
+            for tap in 0..kk {
+                for co in 0..g.cout {
+                    for ci in 0..g.cin {
+                        dw_out[(co * g.cin + ci) * kk + tap] += pw[(tap * g.cout + co) * g.cin + ci];
+                    }
+                }
+            }
+        }
+        super::simd::add_assign(db_out, pb);
+    }
+    out
+}
