@@ -206,7 +206,8 @@ pub(crate) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, want: Co
                         let s = &dyc[(gi * g.cout + co) * g.n()..(gi * g.cout + co + 1) * g.n()];
                         let d = &mut dyz[co * cols + gi * fgrid.cells..];
                         for yy in 0..g.ho {
-                            d[yy * fgrid.wp..yy * fgrid.wp + g.wo].copy_from_slice(&s[yy * g.wo..(yy + 1) * g.wo]);
+                            d[yy * fgrid.wp..yy * fgrid.wp + g.wo]
+                                .copy_from_slice(&s[yy * g.wo..(yy + 1) * g.wo]);
                         }
                     }
                 }

@@ -6,6 +6,7 @@
 //!
 //! Non-contiguous inputs are made contiguous first (a differentiable copy).
 
+mod alloc;
 mod conv;
 mod conv_kernels;
 mod conv_shift;
