@@ -62,6 +62,32 @@ impl Grid {
             }
         }
     }
+    /// Like [`Grid::fill`] but pixel-major: cell `n` of the chunk holds its `c` channels
+    /// contiguously at `dst[n·c ..]` (the layout the weight-gradient GEMM reads without
+    /// gathering).
+    fn fill_t(&self, src: &[f32], c: usize, imgs: usize, dst: &mut [f32]) {
+        const CB: usize = 8;
+        let hw = self.h * self.w;
+        for g in 0..imgs {
+            let img = &src[g * c * hw..(g + 1) * c * hw];
+            for y in 0..self.h {
+                let cell0 = g * self.cells + (y + self.pad) * self.wp + self.pad;
+                let drow = &mut dst[cell0 * c..(cell0 + self.w) * c];
+                // Blocks of CB channels: CB contiguous source rows, CB-wide destination runs.
+                let mut ch = 0;
+                while ch < c {
+                    let cb = CB.min(c - ch);
+                    for x in 0..self.w {
+                        let d = &mut drow[x * c + ch..x * c + ch + cb];
+                        for (j, dv) in d.iter_mut().enumerate() {
+                            *dv = img[(ch + j) * hw + y * self.w + x];
+                        }
+                    }
+                    ch += cb;
+                }
+            }
+        }
+    }
 }
 
 /// Copies the valid `ho × wo` outputs of a chunk result `src[c][n]` (row length `row`,
@@ -198,27 +224,20 @@ pub(crate) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, want: Co
                 }
             }
             if want.dw {
-                fgrid.fill(&x[i0 * g.in_img()..], g.cin, n_img, &mut xp);
-                // dY on the forward output grid (row stride wp), zeros elsewhere.
+                // Pixel-major padded input and pixel-major dY on the forward output grid
+                // (zeros in the discarded cells): dW_tap = dY · shift_tap(x)ᵀ with both
+                // operands contiguous along the channel dimension.
+                fgrid.fill_t(&x[i0 * g.in_img()..], g.cin, n_img, &mut xp);
                 let cols = n_img * fgrid.cells;
-                for gi in 0..n_img {
-                    for co in 0..g.cout {
-                        let s = &dyc[(gi * g.cout + co) * g.n()..(gi * g.cout + co + 1) * g.n()];
-                        let d = &mut dyz[co * cols + gi * fgrid.cells..];
-                        for yy in 0..g.ho {
-                            d[yy * fgrid.wp..yy * fgrid.wp + g.wo]
-                                .copy_from_slice(&s[yy * g.wo..(yy + 1) * g.wo]);
-                        }
-                    }
-                }
-                let a = Mat::rows(&dyz, cols);
-                let ld = fgrid.row(n_img);
+                let out_grid = Grid { h: g.ho, w: g.wo, pad: 0, ..fgrid };
+                out_grid.fill_t(dyc, g.cout, n_img, &mut dyz);
+                let a = Mat { data: &dyz, rs: 1, cs: g.cout };
                 for ky in 0..g.k {
                     for kx in 0..g.k {
                         let tap = ky * g.k + kx;
                         let off = ky * fgrid.wp + kx;
                         // dW_tap (Cout × Cin) += dY (Cout × cols) · xp_shiftedᵀ (cols × Cin)
-                        let b = Mat { data: &xp[off..], rs: 1, cs: ld };
+                        let b = Mat { data: &xp[off * g.cin..], rs: g.cin, cs: 1 };
                         let dst = &mut dw[tap * g.cout * g.cin..(tap + 1) * g.cout * g.cin];
                         sgemm(g.cout, g.cin, cols, dst, g.cin, true, a, b, par);
                     }
