@@ -248,7 +248,6 @@ pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, wan
                 if want.dx { vec![0f32; tile] } else { Vec::new() },
             )
         };
-        let mut dw_started = false;
         for img in imgs {
             let xi = &x[img * g.in_img()..(img + 1) * g.in_img()];
             let dyi = &dy[img * g.out_img()..(img + 1) * g.out_img()];
@@ -266,8 +265,7 @@ pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, wan
                     // dW (cout × cin) += dY (cout × n) · Xᵀ (n × cin)
                     let a = Mat::rows(dyi, g.n());
                     let b = Mat::rows_t(xi, g.n());
-                    sgemm(g.cout, g.kk(), g.n(), dw, g.kk(), dw_started, a, b, par);
-                    dw_started = true;
+                    sgemm(g.cout, g.kk(), g.n(), dw, g.kk(), true, a, b, par);
                 }
                 if let Some(dxi) = dxi {
                     sgemm(g.kk(), g.n(), g.cout, dxi, g.n(), false, wt_t, Mat::rows(dyi, g.n()), par);
@@ -282,8 +280,7 @@ pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, wan
                 if want.dw {
                     im2col(xi, g, oy0, oy1, &mut col);
                     let colt = Mat::rows_t(&col, nt);
-                    sgemm(g.cout, g.kk(), nt, dw, g.kk(), dw_started, dy_tile, colt, par);
-                    dw_started = true;
+                    sgemm(g.cout, g.kk(), nt, dw, g.kk(), true, dy_tile, colt, par);
                 }
                 if let Some(dxi) = dxi.as_deref_mut() {
                     sgemm(g.kk(), nt, g.cout, &mut dcol, nt, false, wt_t, dy_tile, par);

@@ -70,25 +70,39 @@ impl SyncPtr {
     }
 }
 
-/// Splits `0..n` into at most `num_threads()` contiguous ranges and runs `f(task, range)`
-/// on each in parallel (inline when one task suffices).
+/// Chunks per thread in [`par_ranges`]: threads take chunks from a shared cursor, so a
+/// thread that the OS deschedules delays the others by one chunk at most.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// Runs `f(thread, range)` over contiguous ranges covering `0..n` exactly once, on up to
+/// `num_threads()` threads (inline when one suffices). A thread may receive several
+/// ranges; `thread < num_tasks(n)` identifies it (for per-thread scratch).
 pub(crate) fn par_ranges<F>(n: usize, f: F)
 where
     F: Fn(usize, std::ops::Range<usize>) + Sync,
 {
     let tasks = num_tasks(n);
-    if tasks == 1 || IN_TASK.with(|c| c.get()) {
+    if tasks == 1 {
         f(0, 0..n);
         return;
     }
-    let bounds = |t: usize| (t * n / tasks)..((t + 1) * n / tasks);
-    // Thread ids run 0..=n_workers (the caller is the last); the first `tasks` get work.
+    let chunks = (tasks * CHUNKS_PER_THREAD).min(n);
+    let bounds = |c: usize| (c * n / chunks)..((c + 1) * n / chunks);
+    let cursor = AtomicUsize::new(0);
+    // Thread ids run 0..=n_workers (the caller is the last); the first `tasks` take work.
     candle_core::utils::barrier_pool().execute(|tid| {
-        if tid < tasks {
-            IN_TASK.with(|c| c.set(true));
-            f(tid, bounds(tid));
-            IN_TASK.with(|c| c.set(false));
+        if tid >= tasks {
+            return;
         }
+        IN_TASK.with(|c| c.set(true));
+        loop {
+            let c = cursor.fetch_add(1, Ordering::Relaxed);
+            if c >= chunks {
+                break;
+            }
+            f(tid, bounds(c));
+        }
+        IN_TASK.with(|c| c.set(false));
     });
 }
 
