@@ -12,7 +12,7 @@
 
 use super::conv_kernels::{ConvGeom, ConvGrads};
 use super::sgemm::{sgemm, Mat};
-use super::threads::{gemm_parallelism, num_tasks, par_ranges, SyncPtr};
+use super::threads::{gemm_parallelism, num_tasks, par_ranges, Scratch, SyncPtr};
 
 /// Target number of GEMM columns per chunk (keeps the chunk's output in L2).
 const CHUNK_COLS: usize = 2048;
@@ -47,10 +47,10 @@ impl Grid {
     fn imgs_per_chunk(&self) -> usize {
         (CHUNK_COLS / self.cells).max(1)
     }
-    /// Copies `c` channels of `imgs` NCHW images (`src`, image stride `src_img`) into the
-    /// interior of the grid buffer `dst` (borders are left as they are: zero).
-    fn fill(&self, src: &[f32], c: usize, imgs: usize, dst: &mut [f32]) {
-        let (hw, row) = (self.h * self.w, self.row(imgs));
+    /// Copies `c` channels of `imgs` NCHW images into the interior of the channel-major
+    /// grid buffer `dst` with rows of length `row` (borders are left as they are: zero).
+    fn fill(&self, src: &[f32], c: usize, imgs: usize, row: usize, dst: &mut [f32]) {
+        let hw = self.h * self.w;
         for g in 0..imgs {
             for ch in 0..c {
                 let s = &src[(g * c + ch) * hw..(g * c + ch + 1) * hw];
@@ -155,28 +155,28 @@ pub(crate) fn forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeom)
     let grid = Grid::new(g.h, g.w, g.pad, g.k);
     let mut y = vec![0f32; g.b * g.out_img()];
     let yp = SyncPtr(y.as_mut_ptr());
-    let par = split_par(g.b);
     let kk = g.k * g.k;
-    par_ranges(g.b, |_, imgs| {
-        let per = grid.imgs_per_chunk().min(imgs.len());
-        let mut xp = vec![0f32; g.cin * grid.row(per)];
-        let mut out = vec![0f32; g.cout * per * grid.cells];
-        let mut i0 = imgs.start;
-        while i0 < imgs.end {
-            let n_img = per.min(imgs.end - i0);
-            if n_img < per {
-                // Last, shorter chunk: a fresh buffer keeps the row layout consistent.
-                xp = vec![0f32; g.cin * grid.row(n_img)];
+    // Work units of `per` images; each thread keeps one input and one output buffer.
+    let per = grid.imgs_per_chunk().min(g.b.max(1));
+    let units = g.b.div_ceil(per);
+    let par = split_par(units);
+    let (ld, out_len) = (grid.row(per), g.cout * per * grid.cells);
+    let scratch = Scratch::new(num_tasks(units), g.cin * ld + out_len);
+    par_ranges(units, |tid, range| {
+        scratch.with(tid, |buf| {
+            let (xp, out) = buf.split_at_mut(g.cin * ld);
+            for unit in range {
+                let i0 = unit * per;
+                let n_img = per.min(g.b - i0);
+                grid.fill(&x[i0 * g.in_img()..], g.cin, n_img, ld, xp);
+                let cols = n_img * grid.cells;
+                let tap = |ky: usize, kx: usize| Mat { data: &wt[ky * g.k + kx..], rs: g.cin * kk, cs: kk };
+                shifted_gemms(g.k, grid.wp, g.cout, g.cin, cols, out, xp, ld, tap, par);
+                // SAFETY: each image's output range is written by exactly one unit.
+                let dst = unsafe { yp.slice(i0 * g.out_img(), n_img * g.out_img()) };
+                extract(out, cols, grid.wp, grid.cells, g.cout, n_img, (g.ho, g.wo), bias, dst);
             }
-            grid.fill(&x[i0 * g.in_img()..], g.cin, n_img, &mut xp);
-            let cols = n_img * grid.cells;
-            let tap = |ky: usize, kx: usize| Mat { data: &wt[ky * g.k + kx..], rs: g.cin * kk, cs: kk };
-            shifted_gemms(g.k, grid.wp, g.cout, g.cin, cols, &mut out, &xp, grid.row(n_img), tap, par);
-            // SAFETY: each image's output range is written by exactly one task.
-            let dst = unsafe { yp.slice(i0 * g.out_img(), n_img * g.out_img()) };
-            extract(&out, cols, grid.wp, grid.cells, g.cout, n_img, (g.ho, g.wo), bias, dst);
-            i0 += n_img;
-        }
+        })
     });
     y
 }
@@ -188,77 +188,81 @@ pub(crate) fn backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, want: Co
     let n_dw = if want.dw { g.cout * g.kk() } else { 0 };
     let n_db = if want.db { g.cout } else { 0 };
     let mut out = vec![0f32; n_dx + n_dw + n_db];
-    let tasks = num_tasks(g.b);
-    let par = split_par(g.b);
     // Forward grid (input padded by p) and the output-gradient grid (padded by k−1−p).
     let fgrid = Grid::new(g.h, g.w, g.pad, g.k);
     let bgrid = Grid::new(g.ho, g.wo, g.k - 1 - g.pad, g.k);
-    // Per-task partial dW laid out tap-major `[tap][Cout][Cin]`, then db.
+    let per = fgrid.imgs_per_chunk().min(bgrid.imgs_per_chunk()).min(g.b.max(1));
+    let units = g.b.div_ceil(per);
+    let tasks = num_tasks(units);
+    let par = split_par(units);
+    // Per-thread scratch: pixel-major padded x and dY for dW, padded dY and result for dx.
+    let (fld, bld) = (fgrid.row(per), bgrid.row(per));
+    let lens = [
+        if want.dw { g.cin * fld } else { 0 },
+        if want.dw { g.cout * per * fgrid.cells } else { 0 },
+        if want.dx { g.cout * bld } else { 0 },
+        if want.dx { g.cin * per * bgrid.cells } else { 0 },
+    ];
+    let scratch = Scratch::new(tasks, lens.iter().sum());
+    // Per-thread partial dW laid out tap-major `[tap][Cout][Cin]`, then db.
     let part_len = if want.dw { kk * g.cout * g.cin } else { 0 } + n_db;
     let mut partial = vec![0f32; tasks * part_len];
     let outp = SyncPtr(out.as_mut_ptr());
     let partp = SyncPtr(partial.as_mut_ptr());
-    par_ranges(g.b, |task, imgs| {
-        // SAFETY: task `task` owns its partial slot; images own disjoint dx ranges.
-        let part = unsafe { partp.slice(task * part_len, part_len) };
+    par_ranges(units, |tid, range| {
+        // SAFETY: thread `tid` owns its partial slot; units own disjoint dx ranges.
+        let part = unsafe { partp.slice(tid * part_len, part_len) };
         let (dw, db) = part.split_at_mut(part_len - n_db);
-        let per = fgrid.imgs_per_chunk().min(bgrid.imgs_per_chunk()).min(imgs.len());
-        let mut i0 = imgs.start;
-        let alloc = |n_img: usize| {
-            let xp = if want.dw { vec![0f32; g.cin * fgrid.row(n_img)] } else { Vec::new() };
-            let dyz = if want.dw { vec![0f32; g.cout * n_img * fgrid.cells] } else { Vec::new() };
-            let dyp = if want.dx { vec![0f32; g.cout * bgrid.row(n_img)] } else { Vec::new() };
-            let dxo = if want.dx { vec![0f32; g.cin * n_img * bgrid.cells] } else { Vec::new() };
-            (xp, dyz, dyp, dxo)
-        };
-        let (mut xp, mut dyz, mut dyp, mut dxo) = alloc(per);
-        while i0 < imgs.end {
-            let n_img = per.min(imgs.end - i0);
-            if n_img < per {
-                (xp, dyz, dyp, dxo) = alloc(n_img);
-            }
-            let dyc = &dy[i0 * g.out_img()..(i0 + n_img) * g.out_img()];
-            if want.db {
-                for (idx, r) in dyc.chunks_exact(g.n()).enumerate() {
-                    db[idx % g.cout] += super::simd::sum(r);
-                }
-            }
-            if want.dw {
-                // Pixel-major padded input and pixel-major dY on the forward output grid
-                // (zeros in the discarded cells): dW_tap = dY · shift_tap(x)ᵀ with both
-                // operands contiguous along the channel dimension.
-                fgrid.fill_t(&x[i0 * g.in_img()..], g.cin, n_img, &mut xp);
-                let cols = n_img * fgrid.cells;
-                let out_grid = Grid { h: g.ho, w: g.wo, pad: 0, ..fgrid };
-                out_grid.fill_t(dyc, g.cout, n_img, &mut dyz);
-                let a = Mat { data: &dyz, rs: 1, cs: g.cout };
-                for ky in 0..g.k {
-                    for kx in 0..g.k {
-                        let tap = ky * g.k + kx;
-                        let off = ky * fgrid.wp + kx;
-                        // dW_tap (Cout × Cin) += dY (Cout × cols) · xp_shiftedᵀ (cols × Cin)
-                        let b = Mat { data: &xp[off * g.cin..], rs: g.cin, cs: 1 };
-                        let dst = &mut dw[tap * g.cout * g.cin..(tap + 1) * g.cout * g.cin];
-                        sgemm(g.cout, g.cin, cols, dst, g.cin, true, a, b, par);
+        scratch.with(tid, |buf| {
+            let (xp, rest) = buf.split_at_mut(lens[0]);
+            let (dyz, rest) = rest.split_at_mut(lens[1]);
+            let (dyp, dxo) = rest.split_at_mut(lens[2]);
+            for unit in range {
+                let i0 = unit * per;
+                let n_img = per.min(g.b - i0);
+                let dyc = &dy[i0 * g.out_img()..(i0 + n_img) * g.out_img()];
+                if want.db {
+                    for (idx, r) in dyc.chunks_exact(g.n()).enumerate() {
+                        db[idx % g.cout] += super::simd::sum(r);
                     }
                 }
+                if want.dw {
+                    // Pixel-major padded input and pixel-major dY on the forward output grid
+                    // (zeros in the discarded cells, never written): dW_tap = dY · shift_tap(x)ᵀ
+                    // with both operands contiguous along the channel dimension. Cells of a
+                    // short last unit past its images hold stale values that only meet zeros.
+                    fgrid.fill_t(&x[i0 * g.in_img()..], g.cin, n_img, xp);
+                    let cols = n_img * fgrid.cells;
+                    let out_grid = Grid { h: g.ho, w: g.wo, pad: 0, ..fgrid };
+                    out_grid.fill_t(dyc, g.cout, n_img, dyz);
+                    let a = Mat { data: dyz, rs: 1, cs: g.cout };
+                    for ky in 0..g.k {
+                        for kx in 0..g.k {
+                            let tap = ky * g.k + kx;
+                            let off = ky * fgrid.wp + kx;
+                            // dW_tap (Cout × Cin) += dY (Cout × cols) · xp_shiftedᵀ (cols × Cin)
+                            let b = Mat { data: &xp[off * g.cin..], rs: g.cin, cs: 1 };
+                            let dst = &mut dw[tap * g.cout * g.cin..(tap + 1) * g.cout * g.cin];
+                            sgemm(g.cout, g.cin, cols, dst, g.cin, true, a, b, par);
+                        }
+                    }
+                }
+                if want.dx {
+                    bgrid.fill(dyc, g.cout, n_img, bld, dyp);
+                    let cols = n_img * bgrid.cells;
+                    // Flipped, transposed tap: element (ci, co) = w[co][ci][k−1−ky][k−1−kx].
+                    let tap = |ky: usize, kx: usize| Mat {
+                        data: &wt[(g.k - 1 - ky) * g.k + (g.k - 1 - kx)..],
+                        rs: kk,
+                        cs: g.cin * kk,
+                    };
+                    shifted_gemms(g.k, bgrid.wp, g.cin, g.cout, cols, dxo, dyp, bld, tap, par);
+                    // SAFETY: as above.
+                    let dst = unsafe { outp.slice(i0 * g.in_img(), n_img * g.in_img()) };
+                    extract(dxo, cols, bgrid.wp, bgrid.cells, g.cin, n_img, (g.h, g.w), None, dst);
+                }
             }
-            if want.dx {
-                bgrid.fill(dyc, g.cout, n_img, &mut dyp);
-                let cols = n_img * bgrid.cells;
-                // Flipped, transposed tap: element (ci, co) = w[co][ci][k−1−ky][k−1−kx].
-                let tap = |ky: usize, kx: usize| Mat {
-                    data: &wt[(g.k - 1 - ky) * g.k + (g.k - 1 - kx)..],
-                    rs: kk,
-                    cs: g.cin * kk,
-                };
-                shifted_gemms(g.k, bgrid.wp, g.cin, g.cout, cols, &mut dxo, &dyp, bgrid.row(n_img), tap, par);
-                // SAFETY: as above.
-                let dst = unsafe { outp.slice(i0 * g.in_img(), n_img * g.in_img()) };
-                extract(&dxo, cols, bgrid.wp, bgrid.cells, g.cin, n_img, (g.h, g.w), None, dst);
-            }
-            i0 += n_img;
-        }
+        })
     });
     // Reduce the partials; dW goes from [tap][Cout][Cin] to [Cout][Cin][k][k].
     let (_, rest) = out.split_at_mut(n_dx);

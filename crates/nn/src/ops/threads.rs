@@ -121,3 +121,26 @@ where
 {
     par_ranges(n, |_, r| r.for_each(&f));
 }
+
+/// Zeroed per-thread scratch space for one parallel call: the slot of thread `tid` is
+/// allocated on its first use and reused by that thread's later ranges.
+pub(crate) struct Scratch {
+    slots: Vec<std::sync::Mutex<Vec<f32>>>,
+    len: usize,
+}
+
+impl Scratch {
+    pub fn new(threads: usize, len: usize) -> Self {
+        Scratch { slots: (0..threads.max(1)).map(|_| std::sync::Mutex::new(Vec::new())).collect(), len }
+    }
+
+    /// Runs `f` on thread `tid`'s buffer of `len` floats (zero on first use; afterwards
+    /// holding whatever the thread's previous range left).
+    pub fn with<R>(&self, tid: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let mut slot = self.slots[tid].lock().unwrap_or_else(|e| e.into_inner());
+        if slot.len() != self.len {
+            *slot = vec![0f32; self.len];
+        }
+        f(&mut slot)
+    }
+}
