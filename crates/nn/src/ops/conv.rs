@@ -44,9 +44,11 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geom(l1, l2, self.stride, self.pad)?;
-        let y = conv_forward(slice(s1, l1, "conv2d")?, slice(s2, l2, "conv2d")?, None, &g);
-        Ok(output(y, out_shape(&g)))
+        super::profile::timed("rediffuse-conv2d", || {
+            let g = geom(l1, l2, self.stride, self.pad)?;
+            let y = conv_forward(slice(s1, l1, "conv2d")?, slice(s2, l2, "conv2d")?, None, &g);
+            Ok(output(y, out_shape(&g)))
+        })
     }
     fn bwd(
         &self,
@@ -74,17 +76,19 @@ impl CustomOp3 for Conv2dBias {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geom(l1, l2, self.stride, self.pad)?;
-        if l3.dims() != [g.cout] {
-            candle_core::bail!(
-                "conv2d: bias shape {:?} does not match {} output channels",
-                l3.dims(),
-                g.cout
-            );
-        }
-        let bias = slice(s3, l3, "conv2d")?;
-        let y = conv_forward(slice(s1, l1, "conv2d")?, slice(s2, l2, "conv2d")?, Some(bias), &g);
-        Ok(output(y, out_shape(&g)))
+        super::profile::timed("rediffuse-conv2d-bias", || {
+            let g = geom(l1, l2, self.stride, self.pad)?;
+            if l3.dims() != [g.cout] {
+                candle_core::bail!(
+                    "conv2d: bias shape {:?} does not match {} output channels",
+                    l3.dims(),
+                    g.cout
+                );
+            }
+            let bias = slice(s3, l3, "conv2d")?;
+            let y = conv_forward(slice(s1, l1, "conv2d")?, slice(s2, l2, "conv2d")?, Some(bias), &g);
+            Ok(output(y, out_shape(&g)))
+        })
     }
     fn bwd(
         &self,
@@ -112,14 +116,16 @@ impl CustomOp3 for Conv2dBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = geom(l1, l2, self.stride, self.pad)?;
-        if l3.dims() != [g.b, g.cout, g.ho, g.wo] {
-            candle_core::bail!("conv2d backward: gradient shape {:?} does not match output", l3.dims());
-        }
-        let (x, w, dy) = (slice(s1, l1, "conv2d")?, slice(s2, l2, "conv2d")?, slice(s3, l3, "conv2d")?);
-        let packed = conv_backward(x, w, dy, &g, self.want);
-        let n = packed.len();
-        Ok(output(packed, n))
+        super::profile::timed("rediffuse-conv2d-backward", || {
+            let g = geom(l1, l2, self.stride, self.pad)?;
+            if l3.dims() != [g.b, g.cout, g.ho, g.wo] {
+                candle_core::bail!("conv2d backward: gradient shape {:?} does not match output", l3.dims());
+            }
+            let (x, w, dy) = (slice(s1, l1, "conv2d")?, slice(s2, l2, "conv2d")?, slice(s3, l3, "conv2d")?);
+            let packed = conv_backward(x, w, dy, &g, self.want);
+            let n = packed.len();
+            Ok(output(packed, n))
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 //! Each image is processed in tiles of output rows: the im2col tile (`Cin·k·k × rows·Wo`)
 //! stays in cache between being written and being consumed by the GEMM, and col2im adds
 //! the input-gradient tile straight back. 1×1 stride-1 unpadded convolutions skip im2col.
+//! (Stride-1 convolutions take the shifted-GEMM path of `conv_shift` instead.)
 //! Images are split over threads (one GEMM per tile, single-threaded); when there are
 //! fewer images than threads the GEMMs themselves run in parallel.
 
@@ -169,6 +170,9 @@ multiversion! {
 
 /// Forward convolution: returns `[B, Cout, Ho, Wo]` data.
 pub(crate) fn conv_forward(x: &[f32], wt: &[f32], bias: Option<&[f32]>, g: &ConvGeom) -> Vec<f32> {
+    if super::conv_shift::applies(g) {
+        return super::conv_shift::forward(x, wt, bias, g);
+    }
     let mut y = vec![0f32; g.b * g.out_img()];
     let yp = SyncPtr(y.as_mut_ptr());
     let per_image = num_tasks(g.b) > 1;
@@ -216,6 +220,9 @@ pub(crate) struct ConvGrads {
 /// Backward convolution. Returns the packed gradients `[dx?, dw?, db?]` in that order
 /// (`dx`: `[B, Cin, H, W]`, `dw`: `[Cout, Cin, k, k]`, `db`: `[Cout]`).
 pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, want: ConvGrads) -> Vec<f32> {
+    if super::conv_shift::applies(g) {
+        return super::conv_shift::backward(x, wt, dy, g, want);
+    }
     let n_dx = if want.dx { g.b * g.in_img() } else { 0 };
     let n_dw = if want.dw { g.cout * g.kk() } else { 0 };
     let n_db = if want.db { g.cout } else { 0 };
@@ -241,7 +248,6 @@ pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, wan
                 if want.dx { vec![0f32; tile] } else { Vec::new() },
             )
         };
-        let mut dw_started = false;
         for img in imgs {
             let xi = &x[img * g.in_img()..(img + 1) * g.in_img()];
             let dyi = &dy[img * g.out_img()..(img + 1) * g.out_img()];
@@ -259,8 +265,7 @@ pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, wan
                     // dW (cout × cin) += dY (cout × n) · Xᵀ (n × cin)
                     let a = Mat::rows(dyi, g.n());
                     let b = Mat::rows_t(xi, g.n());
-                    sgemm(g.cout, g.kk(), g.n(), dw, g.kk(), dw_started, a, b, par);
-                    dw_started = true;
+                    sgemm(g.cout, g.kk(), g.n(), dw, g.kk(), true, a, b, par);
                 }
                 if let Some(dxi) = dxi {
                     sgemm(g.kk(), g.n(), g.cout, dxi, g.n(), false, wt_t, Mat::rows(dyi, g.n()), par);
@@ -275,8 +280,7 @@ pub(crate) fn conv_backward(x: &[f32], wt: &[f32], dy: &[f32], g: &ConvGeom, wan
                 if want.dw {
                     im2col(xi, g, oy0, oy1, &mut col);
                     let colt = Mat::rows_t(&col, nt);
-                    sgemm(g.cout, g.kk(), nt, dw, g.kk(), dw_started, dy_tile, colt, par);
-                    dw_started = true;
+                    sgemm(g.cout, g.kk(), nt, dw, g.kk(), true, dy_tile, colt, par);
                 }
                 if let Some(dxi) = dxi.as_deref_mut() {
                     sgemm(g.kk(), nt, g.cout, &mut dcol, nt, false, wt_t, dy_tile, par);

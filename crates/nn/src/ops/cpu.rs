@@ -21,7 +21,14 @@ pub(crate) fn output<S: Into<Shape>>(data: Vec<f32>, shape: S) -> (CpuStorage, S
 
 /// Whether the fast CPU kernels apply to every tensor in `ts` (CPU device, f32).
 pub(crate) fn fast_path(ts: &[&Tensor]) -> bool {
-    ts.iter().all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == candle_core::DType::F32)
+    if super::REFERENCE_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    let fast = ts.iter().all(|t| matches!(t.device(), Device::Cpu) && t.dtype() == candle_core::DType::F32);
+    if fast {
+        super::alloc::tune();
+    }
+    fast
 }
 
 /// Splits a packed 1-D gradient buffer into tensors of the given shapes

@@ -50,10 +50,12 @@ impl CustomOp1 for Silu {
         "rediffuse-silu"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "silu")?;
-        let mut y = vec![0f32; x.len()];
-        par_chunks(&mut y, |r, o| silu_fwd(&x[r], o));
-        Ok(output(y, l.shape().clone()))
+        super::profile::timed("rediffuse-silu", || {
+            let x = slice(s, l, "silu")?;
+            let mut y = vec![0f32; x.len()];
+            par_chunks(&mut y, |r, o| silu_fwd(&x[r], o));
+            Ok(output(y, l.shape().clone()))
+        })
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &SiluBackward)?))
@@ -71,13 +73,15 @@ impl CustomOp2 for SiluBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.dims() != l2.dims() {
-            bail!("silu backward: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
-        }
-        let (x, dy) = (slice(s1, l1, "silu")?, slice(s2, l2, "silu")?);
-        let mut dx = vec![0f32; x.len()];
-        par_chunks(&mut dx, |r, o| silu_bwd(&x[r.clone()], &dy[r], o));
-        Ok(output(dx, l1.shape().clone()))
+        super::profile::timed("rediffuse-silu-backward", || {
+            if l1.dims() != l2.dims() {
+                bail!("silu backward: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
+            }
+            let (x, dy) = (slice(s1, l1, "silu")?, slice(s2, l2, "silu")?);
+            let mut dx = vec![0f32; x.len()];
+            par_chunks(&mut dx, |r, o| silu_bwd(&x[r.clone()], &dy[r], o));
+            Ok(output(dx, l1.shape().clone()))
+        })
     }
 }
 
@@ -132,13 +136,15 @@ impl CustomOp1 for Softmax {
         "rediffuse-softmax"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "softmax")?;
-        let d = *l.dims().last().unwrap_or(&1);
-        let mut y = vec![0f32; x.len()];
-        if d > 0 {
-            par_rows(&mut y, d, |r, o| softmax_rows(&x[r], o, d));
-        }
-        Ok(output(y, l.shape().clone()))
+        super::profile::timed("rediffuse-softmax", || {
+            let x = slice(s, l, "softmax")?;
+            let d = *l.dims().last().unwrap_or(&1);
+            let mut y = vec![0f32; x.len()];
+            if d > 0 {
+                par_rows(&mut y, d, |r, o| softmax_rows(&x[r], o, d));
+            }
+            Ok(output(y, l.shape().clone()))
+        })
     }
     fn bwd(&self, _x: &Tensor, y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(y.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &SoftmaxBackward)?))
@@ -156,16 +162,18 @@ impl CustomOp2 for SoftmaxBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.dims() != l2.dims() {
-            bail!("softmax backward: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
-        }
-        let (y, dy) = (slice(s1, l1, "softmax")?, slice(s2, l2, "softmax")?);
-        let d = *l1.dims().last().unwrap_or(&1);
-        let mut dx = vec![0f32; y.len()];
-        if d > 0 {
-            par_rows(&mut dx, d, |r, o| softmax_bwd_rows(&y[r.clone()], &dy[r], o, d));
-        }
-        Ok(output(dx, l1.shape().clone()))
+        super::profile::timed("rediffuse-softmax-backward", || {
+            if l1.dims() != l2.dims() {
+                bail!("softmax backward: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
+            }
+            let (y, dy) = (slice(s1, l1, "softmax")?, slice(s2, l2, "softmax")?);
+            let d = *l1.dims().last().unwrap_or(&1);
+            let mut dx = vec![0f32; y.len()];
+            if d > 0 {
+                par_rows(&mut dx, d, |r, o| softmax_bwd_rows(&y[r.clone()], &dy[r], o, d));
+            }
+            Ok(output(dx, l1.shape().clone()))
+        })
     }
 }
 
@@ -185,23 +193,25 @@ impl CustomOp1 for Upsample2x {
         "rediffuse-upsample2x"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h, w) = dims4(l, "upsample_nearest2x")?;
-        let x = slice(s, l, "upsample_nearest2x")?;
-        let mut y = vec![0f32; 4 * x.len()];
-        // One "row" per input image-row: produces two output rows of width 2w.
-        par_rows(&mut y, 4 * w, |r, o| {
-            let first = r.start / (4 * w);
-            for (i, out2) in o.chunks_exact_mut(4 * w).enumerate() {
-                let src = &x[(first + i) * w..(first + i + 1) * w];
-                let (top, bottom) = out2.split_at_mut(2 * w);
-                for (pair, v) in top.chunks_exact_mut(2).zip(src) {
-                    pair[0] = *v;
-                    pair[1] = *v;
+        super::profile::timed("rediffuse-upsample2x", || {
+            let (b, c, h, w) = dims4(l, "upsample_nearest2x")?;
+            let x = slice(s, l, "upsample_nearest2x")?;
+            let mut y = vec![0f32; 4 * x.len()];
+            // One "row" per input image-row: produces two output rows of width 2w.
+            par_rows(&mut y, 4 * w, |r, o| {
+                let first = r.start / (4 * w);
+                for (i, out2) in o.chunks_exact_mut(4 * w).enumerate() {
+                    let src = &x[(first + i) * w..(first + i + 1) * w];
+                    let (top, bottom) = out2.split_at_mut(2 * w);
+                    for (pair, v) in top.chunks_exact_mut(2).zip(src) {
+                        pair[0] = *v;
+                        pair[1] = *v;
+                    }
+                    bottom.copy_from_slice(top);
                 }
-                bottom.copy_from_slice(top);
-            }
-        });
-        Ok(output(y, (b, c, 2 * h, 2 * w)))
+            });
+            Ok(output(y, (b, c, 2 * h, 2 * w)))
+        })
     }
     fn bwd(&self, _x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
         Ok(Some(dy.contiguous()?.apply_op1_no_bwd(&Upsample2xBackward)?))
@@ -213,24 +223,26 @@ impl CustomOp1 for Upsample2xBackward {
         "rediffuse-upsample2x-backward"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (b, c, h2, w2) = dims4(l, "upsample_nearest2x backward")?;
-        if h2 % 2 != 0 || w2 % 2 != 0 {
-            bail!("upsample_nearest2x backward: odd gradient size {h2}×{w2}");
-        }
-        let (h, w) = (h2 / 2, w2 / 2);
-        let dy = slice(s, l, "upsample_nearest2x")?;
-        let mut dx = vec![0f32; b * c * h * w];
-        par_rows(&mut dx, w, |r, o| {
-            let first = r.start / w.max(1);
-            for (i, row) in o.chunks_exact_mut(w).enumerate() {
-                let src = &dy[(first + i) * 4 * w..(first + i + 1) * 4 * w];
-                let (top, bottom) = src.split_at(2 * w);
-                for (j, d) in row.iter_mut().enumerate() {
-                    *d = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
-                }
+        super::profile::timed("rediffuse-upsample2x-backward", || {
+            let (b, c, h2, w2) = dims4(l, "upsample_nearest2x backward")?;
+            if h2 % 2 != 0 || w2 % 2 != 0 {
+                bail!("upsample_nearest2x backward: odd gradient size {h2}×{w2}");
             }
-        });
-        Ok(output(dx, (b, c, h, w)))
+            let (h, w) = (h2 / 2, w2 / 2);
+            let dy = slice(s, l, "upsample_nearest2x")?;
+            let mut dx = vec![0f32; b * c * h * w];
+            par_rows(&mut dx, w, |r, o| {
+                let first = r.start / w.max(1);
+                for (i, row) in o.chunks_exact_mut(w).enumerate() {
+                    let src = &dy[(first + i) * 4 * w..(first + i + 1) * 4 * w];
+                    let (top, bottom) = src.split_at(2 * w);
+                    for (j, d) in row.iter_mut().enumerate() {
+                        *d = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
+                    }
+                }
+            });
+            Ok(output(dx, (b, c, h, w)))
+        })
     }
 }
 
@@ -250,25 +262,27 @@ impl CustomOp2 for AddChannelBias {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let dims = l1.dims();
-        if dims.len() < 2 || l2.dims() != &dims[..2] {
-            bail!("add_channel_bias: x {:?} needs t of shape [B, C], got {:?}", dims, l2.dims());
-        }
-        let hw: usize = dims[2..].iter().product();
-        let (x, t) = (slice(s1, l1, "add_channel_bias")?, slice(s2, l2, "add_channel_bias")?);
-        let mut y = vec![0f32; x.len()];
-        if hw > 0 {
-            par_rows(&mut y, hw, |r, o| {
-                let first = r.start / hw;
-                for (i, row) in o.chunks_exact_mut(hw).enumerate() {
-                    let bias = t[first + i];
-                    for (yv, xv) in row.iter_mut().zip(&x[(first + i) * hw..(first + i + 1) * hw]) {
-                        *yv = xv + bias;
+        super::profile::timed("rediffuse-add-channel-bias", || {
+            let dims = l1.dims();
+            if dims.len() < 2 || l2.dims() != &dims[..2] {
+                bail!("add_channel_bias: x {:?} needs t of shape [B, C], got {:?}", dims, l2.dims());
+            }
+            let hw: usize = dims[2..].iter().product();
+            let (x, t) = (slice(s1, l1, "add_channel_bias")?, slice(s2, l2, "add_channel_bias")?);
+            let mut y = vec![0f32; x.len()];
+            if hw > 0 {
+                par_rows(&mut y, hw, |r, o| {
+                    let first = r.start / hw;
+                    for (i, row) in o.chunks_exact_mut(hw).enumerate() {
+                        let bias = t[first + i];
+                        for (yv, xv) in row.iter_mut().zip(&x[(first + i) * hw..(first + i + 1) * hw]) {
+                            *yv = xv + bias;
+                        }
                     }
-                }
-            });
-        }
-        Ok(output(y, l1.shape().clone()))
+                });
+            }
+            Ok(output(y, l1.shape().clone()))
+        })
     }
     fn bwd(
         &self,
@@ -288,19 +302,21 @@ impl CustomOp1 for SumSpatial {
         "rediffuse-sum-spatial"
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let dims = l.dims();
-        if dims.len() < 2 {
-            bail!("sum over spatial dims needs [B, C, …], got {dims:?}");
-        }
-        let hw: usize = dims[2..].iter().product();
-        let dy = slice(s, l, "add_channel_bias")?;
-        let mut dt = vec![0f32; dims[0] * dims[1]];
-        par_rows(&mut dt, 1, |r, o| {
-            for (i, d) in o.iter_mut().enumerate() {
-                let row = r.start + i;
-                *d = super::simd::sum(&dy[row * hw..(row + 1) * hw]);
+        super::profile::timed("rediffuse-sum-spatial", || {
+            let dims = l.dims();
+            if dims.len() < 2 {
+                bail!("sum over spatial dims needs [B, C, …], got {dims:?}");
             }
-        });
-        Ok(output(dt, (dims[0], dims[1])))
+            let hw: usize = dims[2..].iter().product();
+            let dy = slice(s, l, "add_channel_bias")?;
+            let mut dt = vec![0f32; dims[0] * dims[1]];
+            par_rows(&mut dt, 1, |r, o| {
+                for (i, d) in o.iter_mut().enumerate() {
+                    let row = r.start + i;
+                    *d = super::simd::sum(&dy[row * hw..(row + 1) * hw]);
+                }
+            });
+            Ok(output(dt, (dims[0], dims[1])))
+        })
     }
 }

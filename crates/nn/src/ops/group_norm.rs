@@ -85,38 +85,32 @@ multiversion! {
     fn backward_row(
         x: &[f32], dy: &[f32], dz_out: &mut [f32], mean: f32, rstd: f32, gamma: f32, beta: f32, silu: bool,
     ) -> (f32, f32) {
+        if silu {
+            for ((d, xv), g) in dz_out.iter_mut().zip(x).zip(dy) {
+                let z = (xv - mean) * (rstd * gamma) + beta;
+                let s = sigmoid_f32(z);
+                *d = g * s * (1.0 + z * (1.0 - s));
+            }
+        } else {
+            dz_out.copy_from_slice(dy);
+        }
         let mut s1 = [0f32; 16];
         let mut s2 = [0f32; 16];
         let n = x.len();
         let full = n - n % 16;
-        let step = |i: usize| {
-            let xh = (x[i] - mean) * rstd;
-            if silu {
-                let z = xh * gamma + beta;
-                let s = sigmoid_f32(z);
-                (dy[i] * s * (1.0 + z * (1.0 - s)), xh)
-            } else {
-                (dy[i], xh)
-            }
-        };
-        let mut i = 0;
-        while i < full {
+        for (xc, dc) in x[..full].chunks_exact(16).zip(dz_out[..full].chunks_exact(16)) {
             for l in 0..16 {
-                let (dz, xh) = step(i + l);
-                dz_out[i + l] = dz;
-                s1[l] += dz;
-                s2[l] += dz * xh;
+                s1[l] += dc[l];
+                s2[l] += dc[l] * xc[l];
             }
-            i += 16;
         }
         let (mut t1, mut t2) = (s1.iter().sum::<f32>(), s2.iter().sum::<f32>());
         for j in full..n {
-            let (dz, xh) = step(j);
-            dz_out[j] = dz;
-            t1 += dz;
-            t2 += dz * xh;
+            t1 += dz_out[j];
+            t2 += dz_out[j] * x[j];
         }
-        (t1, t2)
+        // Σ dz·x̂ = rstd·(Σ dz·x − mean·Σ dz)
+        (t1, rstd * (t2 - mean * t1))
     }
 }
 
@@ -242,11 +236,13 @@ impl CustomOp3 for GroupNorm {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = GnGeom::new(l1.dims(), self.groups)?;
-        check_params(&g, l2, l3)?;
-        let (x, gamma, beta) =
-            (slice(s1, l1, "group_norm")?, slice(s2, l2, "group_norm")?, slice(s3, l3, "group_norm")?);
-        Ok(output(gn_forward(x, gamma, beta, g, self.eps, self.silu), l1.shape().clone()))
+        super::profile::timed("rediffuse-group-norm", || {
+            let g = GnGeom::new(l1.dims(), self.groups)?;
+            check_params(&g, l2, l3)?;
+            let (x, gamma, beta) =
+                (slice(s1, l1, "group_norm")?, slice(s2, l2, "group_norm")?, slice(s3, l3, "group_norm")?);
+            Ok(output(gn_forward(x, gamma, beta, g, self.eps, self.silu), l1.shape().clone()))
+        })
     }
     fn bwd(
         &self,
@@ -283,14 +279,16 @@ impl CustomOp3 for GroupNormBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = GnGeom::new(l1.dims(), self.groups)?;
-        if l2.dims() != [2 * g.c] || l3.dims() != l1.dims() {
-            bail!("group_norm backward: unexpected shapes {:?} {:?}", l2.dims(), l3.dims());
-        }
-        let (x, gb, dy) =
-            (slice(s1, l1, "group_norm")?, slice(s2, l2, "group_norm")?, slice(s3, l3, "group_norm")?);
-        let packed = gn_backward(x, gb, dy, g, self.eps, self.silu);
-        let n = packed.len();
-        Ok(output(packed, n))
+        super::profile::timed("rediffuse-group-norm-backward", || {
+            let g = GnGeom::new(l1.dims(), self.groups)?;
+            if l2.dims() != [2 * g.c] || l3.dims() != l1.dims() {
+                bail!("group_norm backward: unexpected shapes {:?} {:?}", l2.dims(), l3.dims());
+            }
+            let (x, gb, dy) =
+                (slice(s1, l1, "group_norm")?, slice(s2, l2, "group_norm")?, slice(s3, l3, "group_norm")?);
+            let packed = gn_backward(x, gb, dy, g, self.eps, self.silu);
+            let n = packed.len();
+            Ok(output(packed, n))
+        })
     }
 }

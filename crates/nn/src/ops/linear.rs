@@ -68,9 +68,11 @@ impl CustomOp2 for Linear {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, fin, fout) = geom(l1.dims(), l2.dims())?;
-        let y = forward(slice(s1, l1, "linear")?, slice(s2, l2, "linear")?, None, m, fin, fout);
-        Ok(output(y, out_shape(l1.dims(), fout)))
+        super::profile::timed("rediffuse-linear", || {
+            let (m, fin, fout) = geom(l1.dims(), l2.dims())?;
+            let y = forward(slice(s1, l1, "linear")?, slice(s2, l2, "linear")?, None, m, fin, fout);
+            Ok(output(y, out_shape(l1.dims(), fout)))
+        })
     }
     fn bwd(
         &self,
@@ -97,13 +99,15 @@ impl CustomOp3 for LinearBias {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, fin, fout) = geom(l1.dims(), l2.dims())?;
-        if l3.dims() != [fout] {
-            bail!("linear: bias {:?} must be [{fout}]", l3.dims());
-        }
-        let b = slice(s3, l3, "linear")?;
-        let y = forward(slice(s1, l1, "linear")?, slice(s2, l2, "linear")?, Some(b), m, fin, fout);
-        Ok(output(y, out_shape(l1.dims(), fout)))
+        super::profile::timed("rediffuse-linear-bias", || {
+            let (m, fin, fout) = geom(l1.dims(), l2.dims())?;
+            if l3.dims() != [fout] {
+                bail!("linear: bias {:?} must be [{fout}]", l3.dims());
+            }
+            let b = slice(s3, l3, "linear")?;
+            let y = forward(slice(s1, l1, "linear")?, slice(s2, l2, "linear")?, Some(b), m, fin, fout);
+            Ok(output(y, out_shape(l1.dims(), fout)))
+        })
     }
     fn bwd(
         &self,
@@ -130,31 +134,33 @@ impl CustomOp3 for LinearBackward {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (m, fin, fout) = geom(l1.dims(), l2.dims())?;
-        if l3.dims().iter().product::<usize>() != m * fout {
-            bail!("linear backward: gradient {:?} does not match output", l3.dims());
-        }
-        let (x, w, dy) = (slice(s1, l1, "linear")?, slice(s2, l2, "linear")?, slice(s3, l3, "linear")?);
-        let [want_dx, want_dw, want_db] = self.want;
-        let n_dx = if want_dx { m * fin } else { 0 };
-        let n_dw = if want_dw { fout * fin } else { 0 };
-        let mut out = vec![0f32; n_dx + n_dw + if want_db { fout } else { 0 }];
-        let (dx, rest) = out.split_at_mut(n_dx);
-        let (dw, db) = rest.split_at_mut(n_dw);
-        let par = gemm_parallelism();
-        if want_dx {
-            sgemm(m, fin, fout, dx, fin, false, Mat::rows(dy, fout), Mat::rows(w, fin), par);
-        }
-        if want_dw {
-            sgemm(fout, fin, m, dw, fin, false, Mat::rows_t(dy, fout), Mat::rows(x, fin), par);
-        }
-        if want_db {
-            for row in dy.chunks_exact(fout.max(1)) {
-                super::simd::add_assign(db, row);
+        super::profile::timed("rediffuse-linear-backward", || {
+            let (m, fin, fout) = geom(l1.dims(), l2.dims())?;
+            if l3.dims().iter().product::<usize>() != m * fout {
+                bail!("linear backward: gradient {:?} does not match output", l3.dims());
             }
-        }
-        let n = out.len();
-        Ok(output(out, n))
+            let (x, w, dy) = (slice(s1, l1, "linear")?, slice(s2, l2, "linear")?, slice(s3, l3, "linear")?);
+            let [want_dx, want_dw, want_db] = self.want;
+            let n_dx = if want_dx { m * fin } else { 0 };
+            let n_dw = if want_dw { fout * fin } else { 0 };
+            let mut out = vec![0f32; n_dx + n_dw + if want_db { fout } else { 0 }];
+            let (dx, rest) = out.split_at_mut(n_dx);
+            let (dw, db) = rest.split_at_mut(n_dw);
+            let par = gemm_parallelism();
+            if want_dx {
+                sgemm(m, fin, fout, dx, fin, false, Mat::rows(dy, fout), Mat::rows(w, fin), par);
+            }
+            if want_dw {
+                sgemm(fout, fin, m, dw, fin, false, Mat::rows_t(dy, fout), Mat::rows(x, fin), par);
+            }
+            if want_db {
+                for row in dy.chunks_exact(fout.max(1)) {
+                    super::simd::add_assign(db, row);
+                }
+            }
+            let n = out.len();
+            Ok(output(out, n))
+        })
     }
 }
 

@@ -6,12 +6,15 @@
 //!
 //! Non-contiguous inputs are made contiguous first (a differentiable copy).
 
+mod alloc;
 mod conv;
 mod conv_kernels;
+mod conv_shift;
 mod cpu;
 mod elementwise;
 mod group_norm;
 mod linear;
+mod profile;
 pub mod reference;
 mod sgemm;
 pub(crate) mod simd;
@@ -19,9 +22,20 @@ mod threads;
 
 use candle_core::{DType, Result, Tensor};
 
+pub use profile::{set_profiling, take_profile};
 pub use threads::{num_threads, set_num_threads};
 
 use cpu::fast_path;
+
+/// When set, every function here uses the [`reference`] implementation (for comparisons).
+static REFERENCE_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Routes every op of this module to the stock-candle [`reference`] versions (`true`) or
+/// back to the fast kernels (`false`, the default). Process-wide; meant for tests and
+/// benchmarks comparing the two.
+pub fn set_reference_only(on: bool) {
+    REFERENCE_ONLY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// 2-D convolution, NCHW input `[B, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional bias `[Cout]`,
 /// equal stride and zero padding in both directions.

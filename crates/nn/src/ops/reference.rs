@@ -4,6 +4,10 @@
 use candle_core::{Result, Tensor, D};
 
 /// 2-D convolution, NCHW input `[B, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional bias `[Cout]`.
+///
+/// Strided convolutions are computed as the stride-1 convolution followed by picking every
+/// `stride`-th row and column: candle's own strided backward mis-sizes the input gradient
+/// when `(H + 2p − k)` is not a multiple of the stride, which this formulation avoids.
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -11,7 +15,19 @@ pub fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let y = x.conv2d(weight, padding, stride, 1, 1)?;
+    if stride == 0 {
+        candle_core::bail!("conv2d: stride must be positive");
+    }
+    let mut y = x.conv2d(weight, padding, 1, 1, 1)?;
+    if stride > 1 {
+        let (_, _, h, w) = y.dims4()?;
+        let pick = |n: usize| -> Result<Tensor> {
+            let idx: Vec<u32> = (0..n).step_by(stride).map(|i| i as u32).collect();
+            let len = idx.len();
+            Tensor::from_vec(idx, len, x.device())
+        };
+        y = y.index_select(&pick(h)?, 2)?.index_select(&pick(w)?, 3)?;
+    }
     match bias {
         Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
         None => Ok(y),

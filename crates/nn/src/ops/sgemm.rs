@@ -58,7 +58,7 @@ pub(crate) fn sgemm(
         return;
     }
     // SAFETY: the bounds of every operand were checked above; dst is exclusively borrowed.
-    unsafe {
+    super::threads::run_gemm(par, move || unsafe {
         gemm::gemm(
             m,
             n,
@@ -80,5 +80,5 @@ pub(crate) fn sgemm(
             false,
             par,
         )
-    }
+    })
 }

@@ -1,32 +1,56 @@
 //! Thread-count configuration shared by every fast kernel and by the GEMM calls.
 //!
-//! The kernels split their work into at most [`num_threads`] tasks that run on rayon's
-//! global pool; GEMM calls get `gemm::Parallelism::Rayon(num_threads())`. With one
-//! thread everything runs inline on the calling thread.
+//! The kernels run on candle's own CPU worker pool (`candle_core::utils::barrier_pool`,
+//! the threads candle's element-wise ops use), and multi-threaded GEMMs run inside
+//! candle's rayon pool (`with_threadpool`), so the process keeps one set of compute
+//! threads instead of several pools competing for the cores. Both pools are sized by
+//! candle from `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: all cores);
+//! [`set_num_threads`] can lower the count the kernels use below that.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// 0 means "not set": use every core rayon's global pool has.
+/// 0 means "not set": use every thread of candle's pool.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Sets the number of threads the fast kernels use (`0` restores the default: all cores).
+thread_local! {
+    /// Set while this thread runs a task of [`par_ranges`] (nested calls run inline).
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Threads available in candle's CPU pool (its workers plus the calling thread).
+fn pool_threads() -> usize {
+    candle_core::utils::barrier_pool().n_workers() + 1
+}
+
+/// Sets the number of threads the fast kernels use (`0` restores the default: every
+/// thread of candle's pool). Values above candle's pool size are capped to it.
 pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n, Ordering::Relaxed);
 }
 
-/// Number of threads the fast kernels use (default: rayon's global pool size, i.e. all cores).
+/// Number of threads the fast kernels use.
 pub fn num_threads() -> usize {
+    let pool = pool_threads();
     match NUM_THREADS.load(Ordering::Relaxed) {
-        0 => rayon::current_num_threads().max(1),
-        n => n,
+        0 => pool,
+        n => n.min(pool),
     }
 }
 
-/// The GEMM parallelism matching [`num_threads`].
+/// The GEMM parallelism matching [`num_threads`] (use with [`run_gemm`]).
 pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
     match num_threads() {
         1 => gemm::Parallelism::None,
         n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// Runs `f` (a GEMM call) inside candle's rayon pool when it is multi-threaded.
+pub(crate) fn run_gemm<R: Send>(par: gemm::Parallelism, f: impl FnOnce() -> R + Send) -> R {
+    match par {
+        gemm::Parallelism::None => f(),
+        _ => candle_core::utils::with_threadpool(f),
     }
 }
 
@@ -46,29 +70,47 @@ impl SyncPtr {
     }
 }
 
-/// Splits `0..n` into at most `num_threads()` contiguous ranges and runs `f(task, range)`
-/// on each in parallel (inline when one task suffices).
+/// Chunks per thread in [`par_ranges`]: threads take chunks from a shared cursor, so a
+/// thread that the OS deschedules delays the others by one chunk at most.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// Runs `f(thread, range)` over contiguous ranges covering `0..n` exactly once, on up to
+/// `num_threads()` threads (inline when one suffices). A thread may receive several
+/// ranges; `thread < num_tasks(n)` identifies it (for per-thread scratch).
 pub(crate) fn par_ranges<F>(n: usize, f: F)
 where
     F: Fn(usize, std::ops::Range<usize>) + Sync,
 {
-    let tasks = num_threads().min(n).max(1);
+    let tasks = num_tasks(n);
     if tasks == 1 {
         f(0, 0..n);
         return;
     }
-    let bounds = |t: usize| (t * n / tasks)..((t + 1) * n / tasks);
-    rayon::scope(|s| {
-        let f = &f;
-        for t in 1..tasks {
-            s.spawn(move |_| f(t, bounds(t)));
+    let chunks = (tasks * CHUNKS_PER_THREAD).min(n);
+    let bounds = |c: usize| (c * n / chunks)..((c + 1) * n / chunks);
+    let cursor = AtomicUsize::new(0);
+    // Thread ids run 0..=n_workers (the caller is the last); the first `tasks` take work.
+    candle_core::utils::barrier_pool().execute(|tid| {
+        if tid >= tasks {
+            return;
         }
-        f(0, bounds(0));
+        IN_TASK.with(|c| c.set(true));
+        loop {
+            let c = cursor.fetch_add(1, Ordering::Relaxed);
+            if c >= chunks {
+                break;
+            }
+            f(tid, bounds(c));
+        }
+        IN_TASK.with(|c| c.set(false));
     });
 }
 
 /// Number of tasks [`par_ranges`] will use for `n` items.
 pub(crate) fn num_tasks(n: usize) -> usize {
+    if IN_TASK.with(|c| c.get()) {
+        return 1;
+    }
     num_threads().min(n).max(1)
 }
 
@@ -78,4 +120,27 @@ where
     F: Fn(usize) + Sync,
 {
     par_ranges(n, |_, r| r.for_each(&f));
+}
+
+/// Zeroed per-thread scratch space for one parallel call: the slot of thread `tid` is
+/// allocated on its first use and reused by that thread's later ranges.
+pub(crate) struct Scratch {
+    slots: Vec<std::sync::Mutex<Vec<f32>>>,
+    len: usize,
+}
+
+impl Scratch {
+    pub fn new(threads: usize, len: usize) -> Self {
+        Scratch { slots: (0..threads.max(1)).map(|_| std::sync::Mutex::new(Vec::new())).collect(), len }
+    }
+
+    /// Runs `f` on thread `tid`'s buffer of `len` floats (zero on first use; afterwards
+    /// holding whatever the thread's previous range left).
+    pub fn with<R>(&self, tid: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let mut slot = self.slots[tid].lock().unwrap_or_else(|e| e.into_inner());
+        if slot.len() != self.len {
+            *slot = vec![0f32; self.len];
+        }
+        f(&mut slot)
+    }
 }
