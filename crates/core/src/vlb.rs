@@ -210,6 +210,7 @@ pub fn q_posterior(
 /// p_θ(x_{t−1}|x_t) from the mean part of a model output (`prediction` kind, shape of `x_t`) and
 /// optional v: x̂₀ via [`to_x0_eps`], optionally clamped to ±`clip_x0`, μ_θ = μ̃_t(x_t, x̂₀),
 /// log σ² by [`model_log_variance`]. `idx[b]` is the schedule index of sample `b`.
+#[allow(clippy::too_many_arguments)]
 pub fn p_mean_variance(
     schedule: &DiffusionSchedule,
     prediction: Prediction,

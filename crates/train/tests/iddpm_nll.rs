@@ -299,7 +299,10 @@ fn invalid_inputs_are_errors() {
         let t = Tensor::from_slice(x, (x.len(), 1), &Device::Cpu).unwrap();
         nll_bits_per_dim(&den, mode, &sch, &t, &mut NoiseSource::new(0, 0, n), &opts)
     };
-    assert!(run(&[0.0039215689], VarianceMode::Beta, 1).is_ok(), "1/255 lies on the 8-bit grid (k = 128)");
+    assert!(
+        run(&[128.0 / 127.5 - 1.0], VarianceMode::Beta, 1).is_ok(),
+        "1/255 lies on the 8-bit grid (k = 128)"
+    );
     assert!(run(&[0.5], VarianceMode::Beta, 1).is_err(), "off the 8-bit grid");
     assert!(run(&[1.5], VarianceMode::Beta, 1).is_err(), "outside [−1, 1]");
     assert!(run(&[f32::NAN], VarianceMode::Beta, 1).is_err());
