@@ -10,7 +10,7 @@
 
 use crate::denoiser::Denoiser;
 use crate::error::{CoreError, Result};
-use crate::gaussian::{discretized_gaussian_log_likelihood, normal_kl};
+use crate::gaussian::{approx_standard_normal_cdf, approx_standard_normal_cdf_f64, normal_kl};
 use crate::prediction::{to_x0_eps, Prediction};
 use crate::schedule::DiffusionSchedule;
 use crate::tensor_util::{gather_coef, mean_flat, sum_flat};
@@ -258,29 +258,91 @@ pub fn kl_term(
     reduce(&normal_kl(&q_mean, &q_lv, &model.mean, &model.log_variance)?, reduction)
 }
 
-/// L₀ = −log p_θ(x₀|x₁) with the discretized Gaussian decoder (Eq. 13) for 8-bit data in
-/// [−1, 1], σ = e^{log_variance/2}; per sample, in nats.
-pub fn decoder_nll(x0: &Tensor, model: &ReverseGaussian, reduction: Reduction) -> Result<Tensor> {
+/// Levels of 8-bit data: x = k/127.5 − 1, k = 0, …, 255.
+pub const EIGHT_BIT_LEVELS: u32 = 256;
+
+fn check_levels(levels: u32) -> Result<f64> {
+    if levels < 2 {
+        return Err(CoreError::invalid("levels", format!("data need at least 2 levels, got {levels}")));
+    }
+    Ok(1.0 / (levels - 1) as f64)
+}
+
+/// log p(x | μ, σ) of the discretized Gaussian decoder (DDPM Eq. 13) for data with `levels`
+/// equally spaced values x = 2k/(levels − 1) − 1 in [−1, 1]: bins of width 2/(levels − 1) around
+/// each value, the outermost bins extended to ±∞ (so the probabilities of all levels sum to one).
+/// Φ uses the same tanh approximation as [`crate::gaussian`]; for `levels` = 256 this equals
+/// [`crate::gaussian::discretized_gaussian_log_likelihood`].
+pub fn discretized_gaussian_log_likelihood_levels(
+    x: &Tensor,
+    means: &Tensor,
+    log_scales: &Tensor,
+    levels: u32,
+) -> Result<Tensor> {
+    let half = check_levels(levels)?;
+    let centered = x.broadcast_sub(means)?;
+    let inv_stdv = log_scales.neg()?.exp()?;
+    let cdf_plus = approx_standard_normal_cdf(&centered.affine(1.0, half)?.broadcast_mul(&inv_stdv)?)?;
+    let cdf_min = approx_standard_normal_cdf(&centered.affine(1.0, -half)?.broadcast_mul(&inv_stdv)?)?;
+    let log_cdf_plus = cdf_plus.maximum(1e-12)?.log()?;
+    let log_one_minus_cdf_min = cdf_min.affine(-1.0, 1.0)?.maximum(1e-12)?.log()?;
+    let log_delta = cdf_plus.sub(&cdf_min)?.maximum(1e-12)?.log()?;
+    let lo = x.lt(-1.0 + half)?;
+    let hi = x.gt(1.0 - half)?;
+    let inner = hi.where_cond(&log_one_minus_cdf_min, &log_delta)?;
+    Ok(lo.where_cond(&log_cdf_plus, &inner)?)
+}
+
+/// f64 scalar version of [`discretized_gaussian_log_likelihood_levels`].
+pub fn discretized_gaussian_log_likelihood_levels_f64(
+    x: f64,
+    mean: f64,
+    log_scale: f64,
+    levels: u32,
+) -> Result<f64> {
+    let half = check_levels(levels)?;
+    let inv = (-log_scale).exp();
+    let cdf_plus = approx_standard_normal_cdf_f64((x - mean + half) * inv);
+    let cdf_min = approx_standard_normal_cdf_f64((x - mean - half) * inv);
+    Ok(if x < -1.0 + half {
+        cdf_plus.max(1e-12).ln()
+    } else if x > 1.0 - half {
+        (1.0 - cdf_min).max(1e-12).ln()
+    } else {
+        (cdf_plus - cdf_min).max(1e-12).ln()
+    })
+}
+
+/// L₀ = −log p_θ(x₀|x₁) with the discretized Gaussian decoder (Eq. 13) for data in [−1, 1] with
+/// `levels` values ([`EIGHT_BIT_LEVELS`] for 8-bit images), σ = e^{log_variance/2}; per sample, in nats.
+pub fn decoder_nll(
+    x0: &Tensor,
+    model: &ReverseGaussian,
+    levels: u32,
+    reduction: Reduction,
+) -> Result<Tensor> {
     let log_scales = model.log_variance.affine(0.5, 0.0)?;
-    let ll = discretized_gaussian_log_likelihood(x0, &model.mean, &log_scales)?;
+    let ll = discretized_gaussian_log_likelihood_levels(x0, &model.mean, &log_scales, levels)?;
     reduce(&ll.neg()?, reduction)
 }
 
-/// The bound term of each sample's own timestep: L₀ (decoder NLL) where `idx[b] == 0`, the KL
-/// L_{t−1} elsewhere (iDDPM's `_vb_terms_bpd`, in nats). `[B]`.
+/// The bound term of each sample's own timestep: L₀ (decoder NLL for data with `levels` values)
+/// where `idx[b] == 0`, the KL L_{t−1} elsewhere (iDDPM's `_vb_terms_bpd`, in nats). `[B]`.
 pub fn vlb_terms(
     schedule: &DiffusionSchedule,
     x0: &Tensor,
     x_t: &Tensor,
     idx: &[usize],
     model: &ReverseGaussian,
+    levels: u32,
     reduction: Reduction,
 ) -> Result<Tensor> {
+    check_levels(levels)?;
     let kl = kl_term(schedule, x0, x_t, idx, model, reduction)?;
     if idx.iter().all(|&i| i > 0) {
         return Ok(kl);
     }
-    let dec = decoder_nll(x0, model, reduction)?;
+    let dec = decoder_nll(x0, model, levels, reduction)?;
     let first: Vec<u8> = idx.iter().map(|&i| u8::from(i == 0)).collect();
     let mask = Tensor::from_vec(first, idx.len(), kl.device())?;
     Ok(mask.where_cond(&dec, &kl)?)

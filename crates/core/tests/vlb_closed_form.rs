@@ -3,12 +3,16 @@
 
 use candle_core::{Device, Tensor};
 use rediffuse_core::analytic::GaussianDenoiser;
+use rediffuse_core::gaussian::discretized_gaussian_log_likelihood;
 use rediffuse_core::gaussian::normal_kl_f64;
 use rediffuse_core::loss::q_sample;
 use rediffuse_core::tensor_util::timesteps_tensor;
 use rediffuse_core::vlb::{
     decoder_nll, kl_term, model_log_variance, p_mean_variance, prior_kl, prior_kl_f64, split_output,
-    vlb_terms, LearnedVarianceDenoiser, Reduction, ReverseGaussian, VarianceMode,
+    vlb_terms, LearnedVarianceDenoiser, Reduction, ReverseGaussian, VarianceMode, EIGHT_BIT_LEVELS,
+};
+use rediffuse_core::vlb::{
+    discretized_gaussian_log_likelihood_levels, discretized_gaussian_log_likelihood_levels_f64,
 };
 use rediffuse_core::{BetaSchedule, Denoiser, DiffusionSchedule, NoiseSource, Prediction};
 
@@ -142,14 +146,50 @@ fn decoder_probabilities_sum_to_one_over_256_bins() {
             log_variance: Tensor::full(lv, (256, 1), &dev).unwrap(),
             x0_pred: Tensor::zeros((256, 1), candle_core::DType::F32, &dev).unwrap(),
         };
-        let nll = vec1(&decoder_nll(&x0, &p, Reduction::Sum).unwrap());
+        let nll = vec1(&decoder_nll(&x0, &p, EIGHT_BIT_LEVELS, Reduction::Sum).unwrap());
         let total: f64 = nll.iter().map(|l| (-l).exp()).sum();
         println!("mean {mean} log σ² {lv}: Σ p = {total:.8}");
         assert!((total - 1.0).abs() < 2e-5, "mean {mean} lv {lv}: {total}");
         let sch = DiffusionSchedule::new(BetaSchedule::linear(), 10).unwrap();
-        let terms = vec1(&vlb_terms(&sch, &x0, &x0, &[0; 256], &p, Reduction::Sum).unwrap());
+        let terms =
+            vec1(&vlb_terms(&sch, &x0, &x0, &[0; 256], &p, EIGHT_BIT_LEVELS, Reduction::Sum).unwrap());
         assert_eq!(terms, nll);
     }
+}
+
+/// The decoder for `levels` values sums to one over those values (17 levels: the digits), and for
+/// 256 levels it is core's 8-bit decoder.
+#[test]
+fn decoder_with_other_bit_depths() {
+    let dev = Device::Cpu;
+    for levels in [2u32, 17, 256, 1024] {
+        for (mean, ls) in [(0.0, -3.0), (0.37, -1.0), (-0.9, -5.0), (0.99, 0.5)] {
+            let total: f64 = (0..levels)
+                .map(|k| {
+                    let x = 2.0 * k as f64 / (levels - 1) as f64 - 1.0;
+                    discretized_gaussian_log_likelihood_levels_f64(x, mean, ls, levels).unwrap().exp()
+                })
+                .sum();
+            assert!((total - 1.0).abs() < 1e-9, "levels {levels}: {total}");
+        }
+    }
+    let x =
+        Tensor::from_vec((0..256).map(|k| k as f32 / 127.5 - 1.0).collect::<Vec<_>>(), 256, &dev).unwrap();
+    let m = Tensor::full(0.2f32, 256, &dev).unwrap();
+    let ls = Tensor::full(-2.5f32, 256, &dev).unwrap();
+    let a = vec1(&discretized_gaussian_log_likelihood_levels(&x, &m, &ls, 256).unwrap());
+    let b = vec1(&discretized_gaussian_log_likelihood(&x, &m, &ls).unwrap());
+    assert_eq!(a, b);
+    let x17 = Tensor::from_vec((0..17).map(|k| k as f32 / 8.0 - 1.0).collect::<Vec<_>>(), 17, &dev).unwrap();
+    let m17 = Tensor::full(0.2f32, 17, &dev).unwrap();
+    let ls17 = Tensor::full(-2.5f32, 17, &dev).unwrap();
+    let t: f64 = vec1(&discretized_gaussian_log_likelihood_levels(&x17, &m17, &ls17, 17).unwrap())
+        .iter()
+        .map(|l| l.exp())
+        .sum();
+    assert!((t - 1.0).abs() < 1e-5);
+    assert!(discretized_gaussian_log_likelihood_levels(&x17, &m17, &ls17, 1).is_err());
+    assert!(discretized_gaussian_log_likelihood_levels_f64(0.0, 0.0, 0.0, 0).is_err());
 }
 
 #[test]

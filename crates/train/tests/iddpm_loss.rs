@@ -58,7 +58,7 @@ fn hybrid_value_is_l_simple_plus_lambda_t_vlb_bits() {
         let p =
             p_mean_variance(&b.sch, pred, VarianceMode::LearnedRange, &mean, Some(&v), &b.xt, &b.idx, None)
                 .unwrap();
-        let vlb = vlb_terms(&b.sch, &b.x0, &b.xt, &b.idx, &p, Reduction::Mean).unwrap();
+        let vlb = vlb_terms(&b.sch, &b.x0, &b.xt, &b.idx, &p, 256, Reduction::Mean).unwrap();
         let (ls, vlb, got, got_vlb) = (v1(&ls), v1(&vlb), v1(&l.loss), v1(&l.vlb));
         for k in 0..6 {
             let want = ls[k] as f64 + 1e-3 * 100.0 * vlb[k] as f64 / std::f64::consts::LN_2;
@@ -107,7 +107,7 @@ fn mean_half_gets_gradient_only_from_l_simple() {
         None,
     )
     .unwrap();
-    let vlb = vlb_terms(&b.sch, &b.x0, &b.xt, &b.idx, &p, Reduction::Mean).unwrap();
+    let vlb = vlb_terms(&b.sch, &b.x0, &b.xt, &b.idx, &p, 256, Reduction::Mean).unwrap();
     let scaled = vlb.affine(1e-3 * 100.0 / std::f64::consts::LN_2, 0.0).unwrap().mean_all().unwrap();
     let g_vlb = scaled.backward().unwrap();
     let g_vlb = g_vlb.get(v.as_tensor()).unwrap();
@@ -155,7 +155,7 @@ fn weighted_mean_and_shape_errors() {
 fn config_serde_defaults_and_validation() {
     let c: IddpmConfig = toml::from_str("importance_sampling = true").unwrap();
     assert_eq!(c, IddpmConfig { importance_sampling: true, ..IddpmConfig::default() });
-    assert_eq!((c.lambda_vlb, c.history_per_term, c.uniform_prob), (1e-3, 10, 1e-3));
+    assert_eq!((c.lambda_vlb, c.history_per_term, c.uniform_prob, c.data_levels), (1e-3, 10, 1e-3, 256));
     let t = toml::to_string(&IddpmConfig { objective: IddpmObjective::Vlb, ..c.clone() }).unwrap();
     assert!(t.contains("objective = \"vlb\""), "{t}");
     assert_eq!(toml::from_str::<IddpmConfig>(&t).unwrap().objective, IddpmObjective::Vlb);
@@ -166,6 +166,7 @@ fn config_serde_defaults_and_validation() {
         (IddpmConfig { history_per_term: 0, ..IddpmConfig::default() }, "iddpm.history_per_term"),
         (IddpmConfig { uniform_prob: 1.0, ..IddpmConfig::default() }, "iddpm.uniform_prob"),
         (IddpmConfig { uniform_prob: -0.1, ..IddpmConfig::default() }, "iddpm.uniform_prob"),
+        (IddpmConfig { data_levels: 1, ..IddpmConfig::default() }, "iddpm.data_levels"),
     ] {
         match bad.validate() {
             Err(TrainError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),

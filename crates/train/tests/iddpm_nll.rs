@@ -7,21 +7,27 @@ use rediffuse_core::vlb::VarianceMode;
 use rediffuse_core::{BetaSchedule, Denoiser, DiffusionSchedule, NoiseSource, Prediction};
 use rediffuse_train::iddpm::{nll_bits_per_dim, BoundTimesteps, NllOptions, NllResult};
 
-/// 8-bit data x_k = k/127.5 − 1 with P_k = Φ((x_k + 1/255 − m)/s) − Φ((x_k − 1/255 − m)/s),
-/// the end bins open (the discretized decoder's own bins).
-fn discretised_gaussian(m: f64, s: f64) -> (Vec<f64>, Vec<f64>) {
-    let xs: Vec<f64> = (0..256).map(|k| k as f64 / 127.5 - 1.0).collect();
+/// Data with L levels x_k = 2k/(L − 1) − 1 and P_k = Φ((x_k + h − m)/s) − Φ((x_k − h − m)/s),
+/// h = 1/(L − 1), the end bins open (the discretized decoder's own bins).
+fn discretised_gaussian_levels(m: f64, s: f64, levels: usize) -> (Vec<f64>, Vec<f64>) {
+    let h = 1.0 / (levels - 1) as f64;
+    let xs: Vec<f64> = (0..levels).map(|k| 2.0 * k as f64 * h - 1.0).collect();
     let cdf = |x: f64| approx_standard_normal_cdf_f64((x - m) / s);
     let p = xs
         .iter()
         .enumerate()
         .map(|(k, &x)| {
-            let hi = if k == 255 { 1.0 } else { cdf(x + 1.0 / 255.0) };
-            let lo = if k == 0 { 0.0 } else { cdf(x - 1.0 / 255.0) };
+            let hi = if k == levels - 1 { 1.0 } else { cdf(x + h) };
+            let lo = if k == 0 { 0.0 } else { cdf(x - h) };
             hi - lo
         })
         .collect();
     (xs, p)
+}
+
+/// 8-bit version of [`discretised_gaussian_levels`].
+fn discretised_gaussian(m: f64, s: f64) -> (Vec<f64>, Vec<f64>) {
+    discretised_gaussian_levels(m, s, 256)
 }
 
 /// Exact reverse process of Gaussian data N(m, s²): the exact x̂₀ and, in a second channel, the
@@ -99,43 +105,57 @@ fn expected_bound(r: &NllResult, p: &[f64], reps: &[usize]) -> (f64, f64) {
     (e, var.sqrt())
 }
 
-/// The bound property E_P[−ELBO] ≥ H(P) for data that are exactly a discretised Gaussian, and
-/// near-tightness with the exact reverse process (mean and learned variance): the gap is what
-/// discretisation costs a Gaussian model at small t. Fixed σ² = β̃ is looser.
+/// The bound property E_P[−ELBO] ≥ H(P) for data that are exactly a discretised Gaussian (8-bit,
+/// and 17 levels like the digits). For 8-bit data the exact reverse process of the continuous
+/// Gaussian (mean and learned variance) is near-tight: its bins (2/255) are narrower than the
+/// smallest noise level (√β₁ = 0.01). With 17 levels (bins of 0.125) the continuous model
+/// mismatches the discrete posterior wherever the noise is below the bin width, and the bound
+/// stays well above H (a dequantisation gap a network can only remove by learning the levels).
+/// Fixed σ² = β̃ is looser in both cases.
 #[test]
 fn bound_is_above_the_true_nll_and_close_to_it() {
-    let (m, s) = (0.1, 0.3);
-    let (xs, p) = discretised_gaussian(m, s);
-    assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-    let entropy_bits =
-        -p.iter().filter(|&&q| q > 0.0).map(|q| q * q.ln()).sum::<f64>() / std::f64::consts::LN_2;
-    let mean: f64 = xs.iter().zip(&p).map(|(x, q)| x * q).sum();
-    let var: f64 = xs.iter().zip(&p).map(|(x, q)| (x - mean).powi(2) * q).sum();
-    let sch = DiffusionSchedule::new(BetaSchedule::linear(), 1000).unwrap();
-    let den = GaussianDenoiser::new(vec![mean], vec![vec![var]], &sch).unwrap();
-    let opts = NllOptions { timesteps: BoundTimesteps::All, clip_x0: None };
-    let optimal = OptimalGaussian { den: den.clone(), sch: sch.clone(), s2: var };
-    let reps_l = allocation(&p, 16_000);
-    let x0 = replicated(&xs, &reps_l);
-    let mut noise = NoiseSource::new(3, 0, x0.dim(0).unwrap());
-    let learned =
-        nll_bits_per_dim(&optimal, VarianceMode::LearnedRange, &sch, &x0, &mut noise, &opts).unwrap();
-    let reps_f = allocation(&p, 2_000);
-    let x0 = replicated(&xs, &reps_f);
-    let mut noise = NoiseSource::new(4, 0, x0.dim(0).unwrap());
-    let fixed = nll_bits_per_dim(&den, VarianceMode::BetaTilde, &sch, &x0, &mut noise, &opts).unwrap();
-    assert!(learned.exact && learned.terms.len() == 1000);
-    let (e_l, se_l) = expected_bound(&learned, &p, &reps_l);
-    let (e_f, se_f) = expected_bound(&fixed, &p, &reps_f);
-    println!("true NLL H(P) = {entropy_bits:.5} bits/dim");
-    println!("bound, exact mean + learned variance: {e_l:.5} ± {se_l:.5} (gap {:.5})", e_l - entropy_bits);
-    println!("bound, exact mean + σ² = β̃:          {e_f:.5} ± {se_f:.5} (gap {:.5})", e_f - entropy_bits);
-    let l0: f64 = learned.summary().decoder_bits_per_dim;
-    println!("L0 = {l0:.5}, prior = {:.2e}", learned.summary().prior_bits_per_dim);
-    assert!(e_l > entropy_bits - 3.0 * se_l, "bound property violated: {e_l} < {entropy_bits}");
-    assert!(e_f > entropy_bits - 3.0 * se_f);
-    assert!(e_l - entropy_bits < 0.05, "the exact reverse process should be within 0.05 bit of H");
-    assert!(e_f > e_l + 3.0 * (se_f + se_l), "σ² = β̃ is a looser bound than the exact variance");
+    for (levels, max_gap) in [(256usize, Some(0.05)), (17, None)] {
+        let (m, s) = (0.1, 0.3);
+        let (xs, p) = discretised_gaussian_levels(m, s, levels);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        let entropy_bits =
+            -p.iter().filter(|&&q| q > 0.0).map(|q| q * q.ln()).sum::<f64>() / std::f64::consts::LN_2;
+        let mean: f64 = xs.iter().zip(&p).map(|(x, q)| x * q).sum();
+        let var: f64 = xs.iter().zip(&p).map(|(x, q)| (x - mean).powi(2) * q).sum();
+        let sch = DiffusionSchedule::new(BetaSchedule::linear(), 1000).unwrap();
+        let den = GaussianDenoiser::new(vec![mean], vec![vec![var]], &sch).unwrap();
+        let opts = NllOptions { timesteps: BoundTimesteps::All, clip_x0: None, levels: levels as u32 };
+        let optimal = OptimalGaussian { den: den.clone(), sch: sch.clone(), s2: var };
+        let reps_l = allocation(&p, 16_000);
+        let x0 = replicated(&xs, &reps_l);
+        let mut noise = NoiseSource::new(3, 0, x0.dim(0).unwrap());
+        let learned =
+            nll_bits_per_dim(&optimal, VarianceMode::LearnedRange, &sch, &x0, &mut noise, &opts).unwrap();
+        let reps_f = allocation(&p, 2_000);
+        let x0 = replicated(&xs, &reps_f);
+        let mut noise = NoiseSource::new(4, 0, x0.dim(0).unwrap());
+        let fixed = nll_bits_per_dim(&den, VarianceMode::BetaTilde, &sch, &x0, &mut noise, &opts).unwrap();
+        assert!(learned.exact && learned.terms.len() == 1000);
+        let (e_l, se_l) = expected_bound(&learned, &p, &reps_l);
+        let (e_f, se_f) = expected_bound(&fixed, &p, &reps_f);
+        println!("{levels} levels: true NLL H(P) = {entropy_bits:.5} bits/dim");
+        println!(
+            "  bound, exact mean + learned variance: {e_l:.5} ± {se_l:.5} (gap {:.5})",
+            e_l - entropy_bits
+        );
+        println!(
+            "  bound, exact mean + σ² = β̃:          {e_f:.5} ± {se_f:.5} (gap {:.5})",
+            e_f - entropy_bits
+        );
+        let sm = learned.summary();
+        println!("  L0 = {:.5}, prior = {:.2e}", sm.decoder_bits_per_dim, sm.prior_bits_per_dim);
+        assert!(e_l > entropy_bits - 3.0 * se_l, "bound property violated: {e_l} < {entropy_bits}");
+        assert!(e_f > entropy_bits - 3.0 * se_f);
+        if let Some(g) = max_gap {
+            assert!(e_l - entropy_bits < g, "the exact reverse process should be within {g} bit of H");
+        }
+        assert!(e_f > e_l + 3.0 * (se_f + se_l), "σ² = β̃ is a looser bound than the exact variance");
+    }
 }
 
 /// Learned range with v ≡ −1 is the fixed σ² = β̃ model; the per-sample bound agrees under the
@@ -249,7 +269,7 @@ fn stratified_mode_is_an_unbiased_approximation() {
     let x0 = all_bins(&xs[64..192], 16);
     let n = x0.dim(0).unwrap();
     let run = |timesteps, seed| {
-        let opts = NllOptions { timesteps, clip_x0: Some(1.0) };
+        let opts = NllOptions { timesteps, clip_x0: Some(1.0), levels: 256 };
         nll_bits_per_dim(&den, VarianceMode::BetaTilde, &sch, &x0, &mut NoiseSource::new(seed, 0, n), &opts)
             .unwrap()
     };
@@ -278,7 +298,11 @@ fn stratified_mode_is_an_unbiased_approximation() {
     );
     assert!((m - e).abs() < 4.0 * se, "{m} vs {e} (se {se})");
     assert!(run(BoundTimesteps::Stratified { every: 1, seed: 3 }, 0).exact);
-    let opts = NllOptions { timesteps: BoundTimesteps::Stratified { every: 0, seed: 0 }, clip_x0: None };
+    let opts = NllOptions {
+        timesteps: BoundTimesteps::Stratified { every: 0, seed: 0 },
+        clip_x0: None,
+        levels: 256,
+    };
     assert!(nll_bits_per_dim(
         &den,
         VarianceMode::BetaTilde,
@@ -308,4 +332,14 @@ fn invalid_inputs_are_errors() {
     assert!(run(&[f32::NAN], VarianceMode::Beta, 1).is_err());
     assert!(run(&[1.0, -1.0], VarianceMode::Beta, 3).is_err(), "noise source of another batch size");
     assert!(run(&[1.0], VarianceMode::LearnedRange, 1).is_err(), "C-channel output for a learned variance");
+    // 0.5 is the 13th of 17 levels (digits scaled as v/16·2 − 1)
+    let x = Tensor::from_slice(&[0.5f32, -0.875], (2, 1), &Device::Cpu).unwrap();
+    let o17 = NllOptions { levels: 17, ..NllOptions::default() };
+    assert!(
+        nll_bits_per_dim(&den, VarianceMode::Beta, &sch, &x, &mut NoiseSource::new(0, 0, 2), &o17).is_ok()
+    );
+    let o1 = NllOptions { levels: 1, ..NllOptions::default() };
+    assert!(
+        nll_bits_per_dim(&den, VarianceMode::Beta, &sch, &x, &mut NoiseSource::new(0, 0, 2), &o1).is_err()
+    );
 }

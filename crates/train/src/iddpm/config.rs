@@ -1,6 +1,7 @@
 //! Hyper-parameters of iDDPM training.
 
 use crate::error::{Result, TrainError};
+use rediffuse_core::vlb::EIGHT_BIT_LEVELS;
 use serde::{Deserialize, Serialize};
 
 /// Which objective the learned-variance network is trained with.
@@ -23,6 +24,9 @@ fn default_history_per_term() -> usize {
 fn default_uniform_prob() -> f64 {
     1e-3
 }
+fn default_data_levels() -> u32 {
+    EIGHT_BIT_LEVELS
+}
 
 /// iDDPM options of a run (e.g. the `[method.iddpm]` table of a config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,6 +47,10 @@ pub struct IddpmConfig {
     /// no timestep gets p_t = 0.
     #[serde(default = "default_uniform_prob")]
     pub uniform_prob: f64,
+    /// Number of values of the data in [−1, 1] for the decoder term L₀ (256 for 8-bit images,
+    /// 17 for scikit-learn's digits scaled as v/16·2 − 1).
+    #[serde(default = "default_data_levels")]
+    pub data_levels: u32,
 }
 
 impl Default for IddpmConfig {
@@ -53,6 +61,7 @@ impl Default for IddpmConfig {
             importance_sampling: false,
             history_per_term: default_history_per_term(),
             uniform_prob: default_uniform_prob(),
+            data_levels: default_data_levels(),
         }
     }
 }
@@ -74,6 +83,9 @@ impl IddpmConfig {
                 "iddpm.uniform_prob",
                 format!("must lie in [0, 1), got {}", self.uniform_prob),
             ));
+        }
+        if self.data_levels < 2 {
+            return Err(TrainError::invalid("iddpm.data_levels", "must be >= 2"));
         }
         Ok(())
     }

@@ -64,7 +64,7 @@ pub fn iddpm_loss(
         t_idx,
         None,
     )?;
-    let vlb = vlb_terms(schedule, x0, x_t, t_idx, &p, Reduction::Mean)?
+    let vlb = vlb_terms(schedule, x0, x_t, t_idx, &p, config.data_levels, Reduction::Mean)?
         .affine(1.0 / std::f64::consts::LN_2, 0.0)?;
     let t = schedule.len() as f64;
     let loss = match config.objective {

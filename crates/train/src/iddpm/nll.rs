@@ -1,6 +1,7 @@
 //! Negative log-likelihood in bits/dim from the full variational bound (DDPM Eq. 5; seed 004
 //! §6.2, §10.4): −log p(x₀) ≤ L_T + Σ_{t>1} L_{t−1} + L₀, each term estimated with one draw of
-//! x_t ~ q(x_t|x₀) per sample, L₀ with the discretized Gaussian decoder (Eq. 13) for 8-bit data.
+//! x_t ~ q(x_t|x₀) per sample, L₀ with the discretized Gaussian decoder (Eq. 13) for discrete data
+//! (8-bit images by default).
 
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Tensor};
@@ -8,7 +9,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rediffuse_core::loss::q_sample;
 use rediffuse_core::tensor_util::timesteps_tensor;
-use rediffuse_core::vlb::{p_mean_variance, prior_kl, split_output, vlb_terms, Reduction, VarianceMode};
+use rediffuse_core::vlb::{
+    p_mean_variance, prior_kl, split_output, vlb_terms, Reduction, VarianceMode, EIGHT_BIT_LEVELS,
+};
 use rediffuse_core::{Denoiser, DiffusionSchedule, NoiseSource};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -36,11 +39,13 @@ pub struct NllOptions {
     /// Clamp x̂₀ to ±c inside p_θ (iDDPM's `calc_bpd_loop` uses clip_denoised = True, c = 1).
     /// Clamping changes the model, not the validity of the bound.
     pub clip_x0: Option<f32>,
+    /// Number of values of the data in [−1, 1] (256 for 8-bit images, 17 for the digits).
+    pub levels: u32,
 }
 
 impl Default for NllOptions {
     fn default() -> Self {
-        Self { timesteps: BoundTimesteps::All, clip_x0: Some(1.0) }
+        Self { timesteps: BoundTimesteps::All, clip_x0: Some(1.0), levels: EIGHT_BIT_LEVELS }
     }
 }
 
@@ -198,22 +203,31 @@ fn evaluated_indices(t: usize, mode: BoundTimesteps) -> Result<Vec<(usize, usize
     }
 }
 
-/// Check that `x0` holds 8-bit data scaled to [−1, 1] (values k/127.5 − 1).
-fn check_8bit(x0: &Tensor) -> Result<()> {
+/// Check that `x0` holds discrete data with `levels` values 2k/(levels − 1) − 1 in [−1, 1].
+fn check_levels(x0: &Tensor, levels: u32) -> Result<()> {
+    if levels < 2 {
+        return Err(TrainError::invalid("nll.levels", "must be >= 2"));
+    }
+    let scale = (levels - 1) as f64 / 2.0;
     let v = x0.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     for &x in &v {
-        let k = (x + 1.0) * 127.5;
-        if !x.is_finite() || !(-1e-4..=255.0 + 1e-4).contains(&k) || (k - k.round()).abs() > 1e-2 {
+        let k = (x + 1.0) * scale;
+        if !x.is_finite()
+            || !(-1e-4..=(levels - 1) as f64 + 1e-4).contains(&k)
+            || (k - k.round()).abs() > 1e-2
+        {
             return Err(TrainError::Data(format!(
-                "NLL in bits/dim needs 8-bit data scaled to [−1, 1] (values k/127.5 − 1); found {x}"
+                "NLL in bits/dim needs discrete data with {levels} levels in [−1, 1] \
+                 (values 2k/{} − 1); found {x}",
+                levels - 1
             )));
         }
     }
     Ok(())
 }
 
-/// The variational bound (DDPM Eq. 5) in bits/dim for each sample of `x0` (`[B, …]`, 8-bit data
-/// in [−1, 1], f32): for every index i = T−1, …, 0 one draw ε from `noise` (per-sample streams,
+/// The variational bound (DDPM Eq. 5) in bits/dim for each sample of `x0` (`[B, …]`, discrete
+/// data with `opts.levels` values in [−1, 1], f32): for every index i = T−1, …, 0 one draw ε from `noise` (per-sample streams,
 /// so a sample's value does not depend on its batch), x_t = q_sample(x₀, ε, i), one model call,
 /// and the term L_{t−1} (KL, i > 0) or L₀ (decoder, i = 0) of p_θ built by
 /// [`p_mean_variance`] with `variance` (a learned variance expects a `[B, 2C, …]` output);
@@ -234,7 +248,7 @@ pub fn nll_bits_per_dim(
             x0.dims()
         )));
     }
-    check_8bit(x0)?;
+    check_levels(x0, opts.levels)?;
     let x0 = x0.to_dtype(DType::F32)?;
     let t_len = schedule.len();
     let indices = evaluated_indices(t_len, opts.timesteps)?;
@@ -258,7 +272,8 @@ pub fn nll_bits_per_dim(
             &idx,
             opts.clip_x0,
         )?;
-        let term = vlb_terms(schedule, &x0, &x_t, &idx, &p, Reduction::Mean)?.to_dtype(DType::F64)?;
+        let term =
+            vlb_terms(schedule, &x0, &x_t, &idx, &p, opts.levels, Reduction::Mean)?.to_dtype(DType::F64)?;
         let term: Vec<f64> = term.affine(to_bits, 0.0)?.to_vec1()?;
         if let Some(bad) = term.iter().find(|v| !v.is_finite()) {
             return Err(TrainError::Data(format!("non-finite bound term {bad} at timestep index {i}")));
