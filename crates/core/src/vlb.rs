@@ -171,17 +171,6 @@ pub struct ReverseGaussian {
     pub x0_pred: Tensor,
 }
 
-impl ReverseGaussian {
-    /// A copy whose mean (and x̂₀) carry no gradient: iDDPM's stop-gradient on μ_θ in L_vlb.
-    pub fn detach_mean(&self) -> Self {
-        Self {
-            mean: self.mean.detach(),
-            log_variance: self.log_variance.clone(),
-            x0_pred: self.x0_pred.detach(),
-        }
-    }
-}
-
 /// μ̃_t(x_t, x₀) = posterior_mean_coef1·x₀ + posterior_mean_coef2·x_t (DDPM Eq. 7).
 pub fn posterior_mean(
     schedule: &DiffusionSchedule,
