@@ -14,6 +14,7 @@ pub mod prediction;
 pub mod schedule;
 pub mod sde;
 pub mod tensor_util;
+pub mod vlb;
 
 pub use denoiser::Denoiser;
 pub use error::{CoreError, Result};

@@ -9,11 +9,15 @@ pub mod continuous;
 pub mod ddim;
 pub mod ddpm;
 pub mod error;
+pub mod learned_variance;
 pub mod step;
 pub mod timesteps;
 
 pub use ddim::{ddim_sample, ddim_sigma, DdimOptions};
 pub use ddpm::{ddpm_sample, ddpm_sigma, DdpmOptions, DdpmVariance};
 pub use error::SampleError;
+pub use learned_variance::{
+    learned_variance_sample, respace, space_timesteps, LearnedVarianceOptions, RespacedSchedule,
+};
 pub use step::StepInfo;
 pub use timesteps::{ddim_timesteps, TimestepSpacing};

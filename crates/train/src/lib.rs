@@ -9,6 +9,7 @@ pub mod config;
 pub mod ema;
 pub mod error;
 pub mod fsutil;
+pub mod iddpm;
 pub mod init;
 mod kernels;
 pub mod lr;
