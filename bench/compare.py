@@ -29,7 +29,7 @@ CASES = [
 
 class Rust:
     def __init__(self, binary, threads):
-        env = dict(os.environ, RAYON_NUM_THREADS=str(threads), CANDLE_NUM_THREADS=str(threads))
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         self.p = subprocess.Popen(
             [binary, "serve", "--threads", str(threads)],
             stdin=subprocess.PIPE,
