@@ -90,7 +90,8 @@ def main():
         raise SystemExit("--reps and --threads must be positive")
 
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.reps} alternating "
-          f"repetitions after {args.warmup} warm-up", flush=True)
+          f"repetitions after {args.warmup} warm-up, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     rust = Rust(args.bin, args.threads)
     try:
