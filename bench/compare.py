@@ -29,7 +29,7 @@ CASES = [
 
 class Rust:
     def __init__(self, binary, threads):
-        env = dict(os.environ, RAYON_NUM_THREADS=str(threads), CANDLE_NUM_THREADS=str(threads))
+        env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
         self.p = subprocess.Popen(
             [binary, "serve", "--threads", str(threads)],
             stdin=subprocess.PIPE,
@@ -90,7 +90,8 @@ def main():
         raise SystemExit("--reps and --threads must be positive")
 
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.reps} alternating "
-          f"repetitions after {args.warmup} warm-up", flush=True)
+          f"repetitions after {args.warmup} warm-up, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}, "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = []
     rust = Rust(args.bin, args.threads)
     try:

@@ -9,6 +9,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
+# PyTorch's OpenMP threads spin-wait by default; on a shared or oversubscribed machine that
+# makes its multi-threaded timings collapse (measured 2.7x slower training steps at load ~8
+# on 2 cores). Passive waiting is its best setting there and matches rediffuse's sleeping
+# rayon workers. Override by exporting OMP_WAIT_POLICY yourself.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
 if ! command -v "$PYTHON" >/dev/null 2>&1; then
     echo "error: python interpreter '$PYTHON' not found; set PYTHON=/path/to/python" >&2

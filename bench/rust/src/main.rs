@@ -146,9 +146,7 @@ fn breakdown(args: &Args) -> Result<()> {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
-    if args.threads > 0 {
-        ops::set_num_threads(args.threads);
-    }
+    ops::init_threads((args.threads > 0).then_some(args.threads));
     match args.mode.as_str() {
         "serve" => serve(),
         "table" => table(&args),

@@ -23,7 +23,7 @@ mod threads;
 use candle_core::{DType, Result, Tensor};
 
 pub use profile::{set_profiling, take_profile};
-pub use threads::{num_threads, set_num_threads};
+pub use threads::{init_threads, num_threads, set_num_threads};
 
 use cpu::fast_path;
 

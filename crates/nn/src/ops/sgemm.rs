@@ -29,6 +29,7 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst (m×n, row-major, row stride dst_rs) = [dst +] a (m×k) · b (k×n)`; `accumulate` keeps `dst`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sgemm(
     m: usize,
     n: usize,

@@ -1,11 +1,12 @@
 //! Thread-count configuration shared by every fast kernel and by the GEMM calls.
 //!
-//! The kernels run on candle's own CPU worker pool (`candle_core::utils::barrier_pool`,
-//! the threads candle's element-wise ops use), and multi-threaded GEMMs run inside
-//! candle's rayon pool (`with_threadpool`), so the process keeps one set of compute
-//! threads instead of several pools competing for the cores. Both pools are sized by
-//! candle from `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` (default: all cores);
-//! [`set_num_threads`] can lower the count the kernels use below that.
+//! The kernels and their GEMMs run on rayon's global pool (size: `RAYON_NUM_THREADS`,
+//! default all cores): work is split into chunks taken from a shared cursor by jobs that
+//! rayon's work stealing runs, so a thread the OS deschedules never stalls the others and
+//! waiting threads sleep instead of spinning. [`set_num_threads`] lowers the count the
+//! kernels use. candle's own element-wise ops use a separate spin-waiting pool sized by
+//! `CANDLE_NUM_THREADS`; on machines with few cores, `CANDLE_NUM_THREADS=1` keeps it from
+//! competing with the kernels (see [`init_threads`]).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,13 +19,29 @@ thread_local! {
     static IN_TASK: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Threads available in candle's CPU pool (its workers plus the calling thread).
+/// Threads of rayon's global pool.
 fn pool_threads() -> usize {
-    candle_core::utils::barrier_pool().n_workers() + 1
+    rayon::current_num_threads().max(1)
+}
+
+/// Process start-up configuration for CPU training/sampling: the kernels use `threads`
+/// threads (`None`: all cores) and candle's spin-waiting element-wise pool is reduced to
+/// the calling thread (`CANDLE_NUM_THREADS=1`) unless the user set it. Call it first
+/// thing in `main`, before any tensor op and before other threads exist (it sets an
+/// environment variable).
+pub fn init_threads(threads: Option<usize>) {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    if let Some(n) = threads {
+        // An already-initialised global pool keeps its size; set_num_threads caps use.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build_global();
+        set_num_threads(n);
+    }
 }
 
 /// Sets the number of threads the fast kernels use (`0` restores the default: every
-/// thread of candle's pool). Values above candle's pool size are capped to it.
+/// thread of rayon's global pool). Values above the pool size are capped to it.
 pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n, Ordering::Relaxed);
 }
@@ -46,12 +63,9 @@ pub(crate) fn gemm_parallelism() -> gemm::Parallelism {
     }
 }
 
-/// Runs `f` (a GEMM call) inside candle's rayon pool when it is multi-threaded.
-pub(crate) fn run_gemm<R: Send>(par: gemm::Parallelism, f: impl FnOnce() -> R + Send) -> R {
-    match par {
-        gemm::Parallelism::None => f(),
-        _ => candle_core::utils::with_threadpool(f),
-    }
+/// Runs `f` (a GEMM call; multi-threaded GEMMs use rayon's global pool).
+pub(crate) fn run_gemm<R: Send>(_par: gemm::Parallelism, f: impl FnOnce() -> R + Send) -> R {
+    f()
 }
 
 /// A raw pointer that may be shared between the tasks of one parallel loop.
@@ -89,12 +103,8 @@ where
     let chunks = (tasks * CHUNKS_PER_THREAD).min(n);
     let bounds = |c: usize| (c * n / chunks)..((c + 1) * n / chunks);
     let cursor = AtomicUsize::new(0);
-    // Thread ids run 0..=n_workers (the caller is the last); the first `tasks` take work.
-    candle_core::utils::barrier_pool().execute(|tid| {
-        if tid >= tasks {
-            return;
-        }
-        IN_TASK.with(|c| c.set(true));
+    let job = |tid: usize| {
+        let was = IN_TASK.with(|c| c.replace(true));
         loop {
             let c = cursor.fetch_add(1, Ordering::Relaxed);
             if c >= chunks {
@@ -102,7 +112,13 @@ where
             }
             f(tid, bounds(c));
         }
-        IN_TASK.with(|c| c.set(false));
+        IN_TASK.with(|c| c.set(was));
+    };
+    rayon::scope(|s| {
+        let job = &job;
+        for tid in 0..tasks {
+            s.spawn(move |_| job(tid));
+        }
     });
 }
 
