@@ -14,6 +14,8 @@ fn main() {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    // the fast kernels run on rayon's pool; candle's spin-waiting pool is reduced to one thread
+    rediffuse_nn::ops::init_threads(None);
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Train(a) => cmd::train::run(a),

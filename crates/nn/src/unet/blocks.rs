@@ -70,8 +70,8 @@ impl ResBlock {
     /// `temb_act` is SiLU(temb), `[B, temb_dim]`.
     pub fn forward(&self, x: &Tensor, temb_act: &Tensor, dropout: &mut Dropout) -> Result<Tensor> {
         let h = self.conv1.forward(&self.norm1.forward(x, true)?)?;
-        let emb = self.time_emb_proj.forward(temb_act)?.unsqueeze(2)?.unsqueeze(3)?;
-        let h = h.broadcast_add(&emb)?;
+        let emb = self.time_emb_proj.forward(temb_act)?;
+        let h = ops::add_channel_bias(&h, &emb)?;
         let h = dropout.apply(&self.norm2.forward(&h, true)?)?;
         let h = self.conv2.forward(&h)?;
         let skip = match &self.conv_shortcut {
