@@ -8,12 +8,16 @@
 pub mod continuous;
 pub mod ddim;
 pub mod ddpm;
+pub mod dispatch;
 pub mod error;
 pub mod step;
 pub mod timesteps;
 
 pub use ddim::{ddim_sample, ddim_sigma, DdimOptions};
 pub use ddpm::{ddpm_sample, ddpm_sigma, DdpmOptions, DdpmVariance};
+pub use dispatch::{
+    nll_ode, sample, DispatchError, Frame, NllOptions, NllReport, Progress, SampleModel, SamplerSpec,
+};
 pub use error::SampleError;
 pub use step::StepInfo;
 pub use timesteps::{ddim_timesteps, TimestepSpacing};
