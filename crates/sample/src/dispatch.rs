@@ -95,7 +95,9 @@ pub enum SamplerSpec {
     Ddim(DdimOptions),
     /// Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1). `levels: None` uses the model's
     /// trained NCSN levels, or 10 geometric levels over the frame's σ range; `Some(L)` always uses L
-    /// geometric levels over that range. Step size α_i = `step_eps`·σ_i²/σ_L².
+    /// geometric levels over that range. Step size α_i = `step_eps`·σ_i²/σ_L², so `step_eps` is the
+    /// step at the last level: NCSN's 2e-5 suits σ_L = 0.01; in general choose about 0.1–0.5·σ_L²
+    /// (`Frame::sigma_min` or the model's last level) — larger values diverge.
     Langevin {
         #[serde(default)]
         levels: Option<usize>,
@@ -157,8 +159,10 @@ pub enum SamplerSpec {
     /// from σ_max to σ_min, plus a final first-order step σ_min → 0 (`steps` ≥ 2 counts it).
     DpmSolver { steps: usize, order: usize },
     /// Multistep DPM-Solver++(2M) (Lu et al. 2022b), same σ grid as `DpmSolver`.
+    #[serde(rename = "dpmpp-2m")]
     DpmPp2m { steps: usize },
     /// Multistep DPM-Solver++(3M).
+    #[serde(rename = "dpmpp-3m")]
     DpmPp3m { steps: usize },
     /// EDM deterministic Heun (Karras et al. 2022, Algorithm 1) on the ρ-schedule over the frame's σ range.
     EdmHeun {
@@ -607,6 +611,10 @@ pub struct NllReport {
     pub bits_per_dim_per_sample: Option<Vec<f64>>,
     /// Mean bits/dim (`images` only).
     pub bits_per_dim: Option<f64>,
+    /// ∫_ε^1 ∇·F dt per sample (the change-of-variables term; NLL = −(prior + this)).
+    pub delta_log_prob: Vec<f64>,
+    /// The ODE latents x(1), row-major, one row per sample.
+    pub latents: Vec<f64>,
     /// Batched model evaluations (both solves for images).
     pub nfe: usize,
 }
@@ -669,6 +677,8 @@ pub fn nll_ode(
         nll_nats: mean,
         bits_per_dim_per_sample: bpd_all,
         bits_per_dim: bpd,
+        delta_log_prob: out.delta_log_prob,
+        latents: out.latents,
         nfe,
     })
 }
