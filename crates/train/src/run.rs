@@ -7,13 +7,14 @@ use crate::config::{Method, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::init::{sorted_params, SeededInit};
 use crate::objective::sampling_time_input;
-use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
 use rediffuse_core::sde::geometric_sigmas;
 use rediffuse_core::{Denoiser, DiffusionSchedule, Prediction};
 use rediffuse_nn::DiffusionNet;
 use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
 use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A trained network seen as a [`Denoiser`]: `forward(x_t, t) = net.forward(x_t, t, train = false)`.
@@ -134,9 +135,16 @@ pub fn load_run(dir: &Path, use_ema: bool, device: &Device) -> Result<LoadedRun>
     let ckpt = find_checkpoint(dir)?;
     let state = read_state(&ckpt.join(STATE_FILE))?;
     let varmap = VarMap::new();
-    let net = config.model.build(SeededInit::zeros_var_builder(&varmap, device))?;
+    config.model.build(SeededInit::zeros_var_builder(&varmap, device))?;
     let weights = ckpt.join(if use_ema { EMA_FILE } else { MODEL_FILE });
-    assign_params(&sorted_params(&varmap), read_tensors(&weights, device)?, &weights)?;
+    let params = sorted_params(&varmap);
+    assign_params(&params, read_tensors(&weights, device)?, &weights)?;
+    // Rebuild the network on plain (non-variable) tensors: candle records the graph of every op
+    // that touches a variable, which would keep all activations of a sampling run alive.
+    // Gradients with respect to the input (likelihood divergences) still flow.
+    let tensors: HashMap<String, Tensor> =
+        params.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
+    let net = config.model.build(VarBuilder::from_tensors(tensors, DType::F32, device))?;
     Ok(LoadedRun {
         schedule: config.method.schedule()?,
         denoiser: NetDenoiser { net, prediction: config.method.prediction() },
