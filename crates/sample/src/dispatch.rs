@@ -101,6 +101,10 @@ pub enum SamplerSpec {
     Langevin {
         #[serde(default)]
         levels: Option<usize>,
+        /// Smallest level σ_L of generated geometric levels (default the frame's σ_min; must lie in
+        /// the frame's range). Frames reaching very small σ (sub-VP: 1e-4) waste levels otherwise.
+        #[serde(default)]
+        sigma_min: Option<f64>,
         steps_per_level: usize,
         #[serde(default = "default_langevin_eps")]
         step_eps: f64,
@@ -215,7 +219,7 @@ impl SamplerSpec {
             | SamplerSpec::OdeEuler { .. }
             | SamplerSpec::OdeHeun { .. }
             | SamplerSpec::OdeRk45 { .. } => model.frame.sde.prior_std(),
-            SamplerSpec::Langevin { levels, .. } => model.langevin_levels(*levels)?[0],
+            SamplerSpec::Langevin { levels, sigma_min, .. } => model.langevin_levels(*levels, *sigma_min)?[0],
             SamplerSpec::DpmSolver { .. }
             | SamplerSpec::DpmPp2m { .. }
             | SamplerSpec::DpmPp3m { .. }
@@ -284,6 +288,21 @@ impl Frame {
     }
 }
 
+/// A discrete schedule whose σ_i = √((1 − ᾱ_i)/ᾱ_i) are `n` values log-uniform from `sigma_min` to
+/// `sigma_max` (ᾱ_i = 1/(1 + σ_i²)). Build an index-based analytic denoiser (gaussian, gmm,
+/// empirical) on it and pass both to [`SampleModel::from_discrete_in`] with a frame inside
+/// [σ_min, σ_max] to sample it as a continuous-time model: its index rounding then changes ln σ by at
+/// most half a grid step, ln(σ_max/σ_min)/(2(n − 1)).
+pub fn sigma_grid_schedule(sigma_min: f64, sigma_max: f64, n: usize) -> Result<DiffusionSchedule> {
+    if n < 2 {
+        return Err(invalid("n", "need at least 2 grid points"));
+    }
+    let mut s = geometric_sigmas(sigma_max, sigma_min, n)?;
+    s.reverse();
+    let ab: Vec<f64> = s.iter().map(|&s| 1.0 / (1.0 + s * s)).collect();
+    Ok(DiffusionSchedule::from_betas(rediffuse_core::sde::betas_from_alpha_bar(&ab)?)?)
+}
+
 /// `DiscreteSigmas` of a schedule without its ᾱ = 0 tail (zero terminal SNR has σ = ∞ there), so
 /// `DiscreteModel` / `DiscreteView` work on every DDPM schedule.
 pub fn finite_discrete_sigmas(schedule: &DiffusionSchedule) -> Result<DiscreteSigmas> {
@@ -323,12 +342,24 @@ impl<'a> SampleModel<'a> {
         schedule: DiffusionSchedule,
         frame: Frame,
     ) -> Result<Self> {
-        let sigma = DiscreteModel {
-            model: model.clone(),
-            sigmas: finite_discrete_sigmas(&schedule)?,
-            quantize: false,
-        };
+        let sigmas = finite_discrete_sigmas(&schedule)?;
         let frame = frame.checked()?;
+        let tol = 1e-6;
+        if frame.sigma_min < sigmas.sigma_min() * (1.0 - tol)
+            || frame.sigma_max > sigmas.sigma_max() * (1.0 + tol)
+        {
+            return Err(invalid(
+                "frame",
+                format!(
+                    "σ range [{}, {}] exceeds the schedule's [{}, {}] (use `sigma_grid_schedule`)",
+                    frame.sigma_min,
+                    frame.sigma_max,
+                    sigmas.sigma_min(),
+                    sigmas.sigma_max()
+                ),
+            ));
+        }
+        let sigma = DiscreteModel { model: model.clone(), sigmas, quantize: false };
         Ok(Self {
             discrete: Box::new(model),
             schedule,
@@ -403,13 +434,22 @@ impl<'a> SampleModel<'a> {
         self.levels.as_deref()
     }
 
-    /// The Langevin noise levels for a spec's `levels` option.
-    pub fn langevin_levels(&self, levels: Option<usize>) -> Result<Vec<f64>> {
-        Ok(match (levels, &self.levels) {
-            (None, Some(l)) => l.clone(),
-            (None, None) => geometric_sigmas(self.frame.sigma_max, self.frame.sigma_min, 10)?,
-            (Some(n), _) => geometric_sigmas(self.frame.sigma_max, self.frame.sigma_min, n)?,
-        })
+    /// The Langevin noise levels for a spec's `levels` / `sigma_min` options: the trained NCSN levels
+    /// when both are `None`, else `levels` (default 10) geometric levels from the frame's σ_max to
+    /// `sigma_min` (default the frame's σ_min).
+    pub fn langevin_levels(&self, levels: Option<usize>, sigma_min: Option<f64>) -> Result<Vec<f64>> {
+        if let (None, None, Some(l)) = (levels, sigma_min, &self.levels) {
+            return Ok(l.clone());
+        }
+        let f = &self.frame;
+        let lo = sigma_min.unwrap_or(f.sigma_min);
+        if !(lo.is_finite() && lo >= f.sigma_min * (1.0 - 1e-9) && lo < f.sigma_max) {
+            return Err(invalid(
+                "sigma_min",
+                format!("must lie in the model's range [{}, {}), got {lo}", f.sigma_min, f.sigma_max),
+            ));
+        }
+        Ok(geometric_sigmas(f.sigma_max, lo, levels.unwrap_or(10))?)
     }
 }
 
@@ -483,8 +523,8 @@ pub fn sample(
             let out = ddim_sample(model.discrete.as_ref(), &model.schedule, x, opts, noise, Some(&mut cb))?;
             (out, SampleStats { nfe: n, steps: n, rejected_steps: 0 })
         }
-        SamplerSpec::Langevin { levels, steps_per_level, step_eps, final_denoise } => {
-            let sigmas = model.langevin_levels(*levels)?;
+        SamplerSpec::Langevin { levels, sigma_min, steps_per_level, step_eps, final_denoise } => {
+            let sigmas = model.langevin_levels(*levels, *sigma_min)?;
             let total = sigmas.len() * steps_per_level;
             let cfg = AnnealedLangevin {
                 sigmas,

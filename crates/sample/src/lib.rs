@@ -16,7 +16,8 @@ pub mod timesteps;
 pub use ddim::{ddim_sample, ddim_sigma, DdimOptions};
 pub use ddpm::{ddpm_sample, ddpm_sigma, DdpmOptions, DdpmVariance};
 pub use dispatch::{
-    nll_ode, sample, DispatchError, Frame, NllOptions, NllReport, Progress, SampleModel, SamplerSpec,
+    finite_discrete_sigmas, nll_ode, sample, sigma_grid_schedule, DispatchError, Frame, NllOptions,
+    NllReport, Progress, SampleModel, SamplerSpec,
 };
 pub use error::SampleError;
 pub use step::StepInfo;

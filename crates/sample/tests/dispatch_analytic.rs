@@ -11,7 +11,8 @@ use rediffuse_core::sde::Sde;
 use rediffuse_core::{BetaSchedule, DiffusionSchedule, NoiseSource};
 use rediffuse_sample::continuous::{ode_log_likelihood, Divergence, LikelihoodOptions, Predictor};
 use rediffuse_sample::dispatch::{
-    nll_ode, sample, DispatchError, Frame, NllOptions, Progress, SampleModel, SamplerSpec,
+    nll_ode, sample, sigma_grid_schedule, DispatchError, Frame, NllOptions, Progress, SampleModel,
+    SamplerSpec,
 };
 use rediffuse_sample::{DdimOptions, DdpmOptions, TimestepSpacing};
 
@@ -28,7 +29,13 @@ fn all_specs() -> Vec<SamplerSpec> {
             clip_x0: None,
         }),
         // α_L = 0.5·σ_L² (the frame's σ_min is set by `for_frame`)
-        SamplerSpec::Langevin { levels: Some(30), steps_per_level: 100, step_eps: 0.5, final_denoise: true },
+        SamplerSpec::Langevin {
+            sigma_min: None,
+            levels: Some(30),
+            steps_per_level: 100,
+            step_eps: 0.5,
+            final_denoise: true,
+        },
         SamplerSpec::EulerMaruyama { steps: 1000, eps: None, denoise: true },
         SamplerSpec::Pc {
             steps: 500,
@@ -59,12 +66,15 @@ fn all_specs() -> Vec<SamplerSpec> {
 /// Scale the Langevin step to the model's smallest level (`step_eps` given in units of σ_min²).
 fn for_frame(spec: &SamplerSpec, frame: &Frame) -> SamplerSpec {
     match spec.clone() {
-        SamplerSpec::Langevin { levels, steps_per_level, step_eps, final_denoise } => SamplerSpec::Langevin {
-            levels,
-            steps_per_level,
-            step_eps: step_eps * frame.sigma_min.powi(2),
-            final_denoise,
-        },
+        SamplerSpec::Langevin { sigma_min, levels, steps_per_level, step_eps, final_denoise } => {
+            SamplerSpec::Langevin {
+                sigma_min,
+                levels,
+                steps_per_level,
+                step_eps: step_eps * frame.sigma_min.powi(2),
+                final_denoise,
+            }
+        }
         other => other,
     }
 }
@@ -122,6 +132,39 @@ fn discrete_analytic_denoiser_runs_every_spec() {
     }
 }
 
+/// An index-based analytic denoiser on a fine σ grid (`sigma_grid_schedule`) samples correctly as a
+/// continuous model in the VE and sub-VP frames; a frame outside the grid is refused.
+#[test]
+fn analytic_on_sigma_grid_in_continuous_frames() {
+    let data = gaussian();
+    let cov = vec![vec![1.0, 0.6], vec![0.6, 0.8]];
+    for frame in [Frame::for_sde(Sde::ve(), 1e-5).unwrap(), Frame::for_sde(Sde::sub_vp(), 1e-3).unwrap()] {
+        let sch = sigma_grid_schedule(frame.sigma_min, frame.sigma_max, 2000).unwrap();
+        let den = GaussianDenoiser::new(data.mean().to_vec(), cov.clone(), &sch).unwrap();
+        let model = SampleModel::from_discrete_in(&den, sch.clone(), frame).unwrap();
+        assert_eq!(model.frame(), &frame);
+        for (k, spec) in [
+            SamplerSpec::EulerMaruyama { steps: 500, eps: None, denoise: true },
+            SamplerSpec::OdeRk45 { rtol: 1e-4, atol: 1e-4, eps: None, denoise: true },
+            SamplerSpec::EdmHeun { steps: 40, rho: 7.0 },
+            SamplerSpec::Ddim(DdimOptions {
+                steps: 100,
+                eta: 1.0,
+                spacing: TimestepSpacing::Trailing,
+                clip_x0: None,
+            }),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (x, _) = run(spec, &model, 70 + k as u64);
+            check_moments(&format!("grid-{}/{}", frame.sde.name(), spec.name()), &x, &data, 0.04);
+        }
+        let wider = Frame { sigma_max: frame.sigma_max * 2.0, ..frame };
+        assert!(SampleModel::from_discrete_in(&den, sch, wider).is_err());
+    }
+}
+
 /// x_T = prior_scale·z: a caller-supplied z gives exactly the run that draws z from the same
 /// streams, for deterministic samplers; the scales are 1 (DDPM family), the SDE prior std, σ₁
 /// (Langevin) or σ_max (σ-space samplers); progress reports count the steps.
@@ -154,10 +197,18 @@ fn init_noise_and_prior_scales() {
     assert_eq!(scale(SamplerSpec::Ddpm(DdpmOptions::default())), 1.0);
     assert_eq!(scale(SamplerSpec::EulerMaruyama { steps: 10, eps: None, denoise: true }), 50.0);
     assert_eq!(scale(SamplerSpec::EdmHeun { steps: 10, rho: 7.0 }), frame.sigma_max);
-    let langevin =
-        |levels| SamplerSpec::Langevin { levels, steps_per_level: 1, step_eps: 1e-5, final_denoise: false };
+    let langevin = |levels| SamplerSpec::Langevin {
+        sigma_min: None,
+        levels,
+        steps_per_level: 1,
+        step_eps: 1e-5,
+        final_denoise: false,
+    };
     assert_eq!(scale(langevin(None)), 7.0);
     assert!((scale(langevin(Some(5))) - frame.sigma_max).abs() < 1e-9);
+    let levels = model.langevin_levels(Some(4), Some(0.1)).unwrap();
+    assert_eq!(levels.len(), 4);
+    assert!((levels[0] - frame.sigma_max).abs() < 1e-9 && (levels[3] - 0.1).abs() < 1e-12);
     let vp = SampleModel::from_sigma(&data, Frame::for_sde(Sde::vp(), 1e-3).unwrap(), 1000).unwrap();
     assert_eq!(SamplerSpec::OdeEuler { steps: 10, eps: None, denoise: true }.prior_scale(&vp).unwrap(), 1.0);
 }
@@ -248,7 +299,27 @@ fn specs_serialise_and_bad_inputs_are_errors() {
         SamplerSpec::EdmHeun { steps: 5, rho: f64::NAN },
         SamplerSpec::Ddim(DdimOptions { steps: 500, ..DdimOptions::default() }),
         SamplerSpec::OdeHeun { steps: 5, eps: Some(2.0), denoise: true },
-        SamplerSpec::Langevin { levels: Some(1), steps_per_level: 5, step_eps: 1e-5, final_denoise: false },
+        SamplerSpec::Langevin {
+            sigma_min: None,
+            levels: Some(1),
+            steps_per_level: 5,
+            step_eps: 1e-5,
+            final_denoise: false,
+        },
+        SamplerSpec::Langevin {
+            sigma_min: Some(1e-9),
+            levels: Some(5),
+            steps_per_level: 5,
+            step_eps: 1e-5,
+            final_denoise: false,
+        },
+        SamplerSpec::Langevin {
+            sigma_min: Some(1e9),
+            levels: Some(5),
+            steps_per_level: 5,
+            step_eps: 1e-5,
+            final_denoise: false,
+        },
     ] {
         assert!(sample(&bad, &model, None, &[2], &Device::Cpu, &mut noise, None).is_err(), "{bad:?}");
     }
