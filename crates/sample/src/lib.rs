@@ -8,6 +8,7 @@
 pub mod continuous;
 pub mod ddim;
 pub mod ddpm;
+pub mod dispatch;
 pub mod error;
 pub mod learned_variance;
 pub mod step;
@@ -15,6 +16,10 @@ pub mod timesteps;
 
 pub use ddim::{ddim_sample, ddim_sigma, DdimOptions};
 pub use ddpm::{ddpm_sample, ddpm_sigma, DdpmOptions, DdpmVariance};
+pub use dispatch::{
+    finite_discrete_sigmas, nll_ode, sample, sigma_grid_schedule, DispatchError, Frame, NllOptions,
+    NllReport, Progress, SampleModel, SamplerSpec,
+};
 pub use error::SampleError;
 pub use learned_variance::{
     learned_variance_sample, respace, space_timesteps, LearnedVarianceOptions, RespacedSchedule,

@@ -2,12 +2,23 @@
 
 use crate::error::{Result, TrainError};
 use rediffuse_core::schedule::rescale_zero_terminal_snr;
+use rediffuse_core::sde::{EdmConfig, Sde};
 use rediffuse_core::{BetaSchedule, DiffusionSchedule, Prediction};
 use rediffuse_nn::{ModelConfig, NnError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The diffusion method a network is trained for. Serialised with a `kind` tag.
+/// The diffusion method a network is trained for. Serialised with a `kind` tag
+/// (`ddpm`, `ncsn`, `score-sde`, `edm`).
+///
+/// What the network receives as its time input (model time) is fixed per method:
+/// * `ddpm`: the timestep index i ∈ {0, …, T−1} (paper's t = i + 1);
+/// * `ncsn`: the fractional level index counted from the smallest noise level,
+///   τ(σ) = (L − 1)·ln(σ/σ_L)/ln(σ₁/σ_L) ∈ [0, L − 1], so σ_L ↦ 0 and σ₁ ↦ L − 1 (the paper's
+///   level i has τ = L − i); see [`crate::objective::ncsn_model_time`];
+/// * `score-sde`: 999·t for t ∈ [ε, 1] (Song et al.'s DDPM++ convention, so the sinusoidal
+///   embedding sees the same range as a T = 1000 DDPM network); see [`crate::objective::SDE_TIME_SCALE`];
+/// * `edm`: c_noise(σ) = ¼·ln σ (Karras et al. 2022, Table 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Method {
@@ -20,6 +31,15 @@ pub enum Method {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         zero_terminal_snr: bool,
     },
+    /// NCSN (Song & Ermon 2019): `levels` geometric noise levels σ₁ = `sigma_max` > … > σ_L =
+    /// `sigma_min`, multi-σ denoising score matching with λ(σ) = σ², written in ε form
+    /// (the network predicts z of x̃ = x + σ·z; its score is −ε/σ).
+    Ncsn { sigma_max: f64, sigma_min: f64, levels: usize },
+    /// Continuous-time score SDE (Song et al. 2021): VE, VP or sub-VP, DSM with λ(t) = s(t)² and
+    /// t ~ U[`eps`, 1]; the network predicts the score or ε (= −s(t)·score).
+    ScoreSde { sde: Sde, prediction: Prediction, eps: f64 },
+    /// EDM (Karras et al. 2022): log-normal σ, preconditioning c_in/c_out/c_skip/c_noise, λ(σ) weight.
+    Edm(EdmConfig),
 }
 
 impl Method {
@@ -33,7 +53,55 @@ impl Method {
         }
     }
 
-    /// The f64 schedule quantities of this method.
+    /// NCSN with σ₁ = 10, σ_L = 0.01, L = 64 levels (σ₁ about the largest pairwise distance of
+    /// unit-scale data, as NCSNv2 recommends; σ_L well below the data's fine structure).
+    pub fn ncsn_default() -> Self {
+        Method::Ncsn { sigma_max: 10.0, sigma_min: 0.01, levels: 64 }
+    }
+
+    /// A score SDE with ε-prediction and the SDE's default ε (1e-5 VE, 1e-3 VP/sub-VP).
+    pub fn score_sde(sde: Sde) -> Self {
+        Method::ScoreSde { sde, prediction: Prediction::Epsilon, eps: sde.default_eps() }
+    }
+
+    /// EDM with the defaults of Karras et al. (2022), Table 1.
+    pub fn edm_default() -> Self {
+        Method::Edm(EdmConfig::default())
+    }
+
+    /// The command-line names of the methods [`Method::preset`] knows.
+    pub const PRESET_NAMES: [&'static str; 6] = ["ddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm"];
+
+    /// The default method of a command-line name: `ddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`
+    /// (score SDEs with the standard β ∈ [0.1, 20] or σ ∈ [0.01, 50]).
+    pub fn preset(name: &str) -> Option<Self> {
+        Some(match name {
+            "ddpm" => Self::ddpm_default(),
+            "ncsn" => Self::ncsn_default(),
+            "vp-sde" => Self::score_sde(Sde::vp()),
+            "ve-sde" => Self::score_sde(Sde::ve()),
+            "subvp-sde" => Self::score_sde(Sde::sub_vp()),
+            "edm" => Self::edm_default(),
+            _ => return None,
+        })
+    }
+
+    /// Short name (`ddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Ddpm { .. } => "ddpm",
+            Method::Ncsn { .. } => "ncsn",
+            Method::ScoreSde { sde: Sde::Vp { .. }, .. } => "vp-sde",
+            Method::ScoreSde { sde: Sde::Ve { .. }, .. } => "ve-sde",
+            Method::ScoreSde { sde: Sde::SubVp { .. }, .. } => "subvp-sde",
+            Method::Edm(_) => "edm",
+        }
+    }
+
+    /// The discrete (DDPM-index) schedule that DDPM/DDIM samplers run on.
+    /// DDPM: its own schedule. Score SDE: [`Sde::discrete_schedule`] with 1000 steps (σ-space of the
+    /// SDE at t_i = (i + 1)/1000). NCSN and EDM: the same for the VE SDE spanning their σ range.
+    /// Non-DDPM networks reach these samplers through `DiscreteView` (see `LoadedRun::discrete_denoiser`).
     pub fn schedule(&self) -> Result<DiffusionSchedule> {
         match self {
             Method::Ddpm { schedule, timesteps, zero_terminal_snr, .. } => {
@@ -41,31 +109,86 @@ impl Method {
                 let betas = if *zero_terminal_snr { rescale_zero_terminal_snr(&betas) } else { betas };
                 Ok(DiffusionSchedule::from_betas(betas)?)
             }
+            _ => Ok(self.continuous_sde()?.discrete_schedule(DISCRETE_VIEW_STEPS)?),
         }
     }
 
-    /// What the network outputs.
+    /// The SDE whose σ-space a continuous method lives in: the trained SDE, or VE over
+    /// [σ_min, σ_max] for NCSN and EDM. DDPM has none (error).
+    pub fn continuous_sde(&self) -> Result<Sde> {
+        let sde = match self {
+            Method::Ddpm { .. } => {
+                return Err(TrainError::invalid("method", "DDPM is a discrete-time method (no SDE)"))
+            }
+            Method::Ncsn { sigma_max, sigma_min, .. } => {
+                Sde::Ve { sigma_min: *sigma_min, sigma_max: *sigma_max }
+            }
+            Method::ScoreSde { sde, .. } => *sde,
+            Method::Edm(c) => Sde::Ve { sigma_min: c.sigma_min, sigma_max: c.sigma_max },
+        };
+        sde.validate()?;
+        Ok(sde)
+    }
+
+    /// What the raw network outputs: DDPM and score SDE as configured, NCSN ε. EDM's raw network
+    /// F is preconditioned (its output is no standard parameterisation; `EdmPrecond` turns it into
+    /// x̂₀), so `Sample` is reported for it.
     pub fn prediction(&self) -> Prediction {
         match self {
-            Method::Ddpm { prediction, .. } => *prediction,
+            Method::Ddpm { prediction, .. } | Method::ScoreSde { prediction, .. } => *prediction,
+            Method::Ncsn { .. } => Prediction::Epsilon,
+            Method::Edm(_) => Prediction::Sample,
         }
     }
 
-    fn validate(&self) -> Result<()> {
+    pub(crate) fn validate(&self) -> Result<()> {
         match self {
             Method::Ddpm { schedule, timesteps, .. } => {
                 if *timesteps == 0 {
                     return Err(TrainError::invalid("method.timesteps", "must be >= 1"));
                 }
-                DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| match e {
-                    rediffuse_core::CoreError::InvalidParameter { name, reason } => {
-                        TrainError::invalid(format!("method.schedule.{name}"), reason)
-                    }
-                    other => TrainError::invalid("method.schedule", other.to_string()),
-                })?;
+                DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| nested("method.schedule", e))?;
                 Ok(())
             }
+            Method::Ncsn { sigma_max, sigma_min, levels } => {
+                positive("method.sigma_max", *sigma_max)?;
+                positive("method.sigma_min", *sigma_min)?;
+                if sigma_min >= sigma_max {
+                    return Err(TrainError::invalid("method.sigma_min", "must be smaller than sigma_max"));
+                }
+                if *levels < 2 {
+                    return Err(TrainError::invalid("method.levels", "need at least 2 noise levels"));
+                }
+                Ok(())
+            }
+            Method::ScoreSde { sde, prediction, eps } => {
+                sde.validate().map_err(|e| nested("method.sde", e))?;
+                if !matches!(prediction, Prediction::Epsilon | Prediction::Score) {
+                    return Err(TrainError::invalid(
+                        "method.prediction",
+                        format!("score SDEs train `epsilon` or `score`, got `{}`", prediction.name()),
+                    ));
+                }
+                if !(eps.is_finite() && *eps > 0.0 && *eps < 1.0) {
+                    return Err(TrainError::invalid("method.eps", format!("must lie in (0, 1), got {eps}")));
+                }
+                Ok(())
+            }
+            Method::Edm(c) => c.validate().map_err(|e| nested("method", e)),
         }
+    }
+}
+
+/// Number of steps of the discrete schedule a continuous method is seen through by DDPM/DDIM.
+pub const DISCRETE_VIEW_STEPS: usize = 1000;
+
+/// A core validation error as a config error under `prefix` (e.g. `method.schedule.beta_start`).
+fn nested(prefix: &str, e: rediffuse_core::CoreError) -> TrainError {
+    match e {
+        rediffuse_core::CoreError::InvalidParameter { name, reason } => {
+            TrainError::invalid(format!("{prefix}.{name}"), reason)
+        }
+        other => TrainError::invalid(prefix, other.to_string()),
     }
 }
 

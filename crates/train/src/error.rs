@@ -39,6 +39,12 @@ pub enum TrainError {
     Nn(#[from] rediffuse_nn::NnError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Error of the continuous-time adapters and losses.
+    #[error(transparent)]
+    Continuous(#[from] rediffuse_sample::continuous::ContinuousError),
+    /// Error building a sampling model.
+    #[error(transparent)]
+    Dispatch(#[from] rediffuse_sample::dispatch::DispatchError),
 }
 
 pub type Result<T> = std::result::Result<T, TrainError>;

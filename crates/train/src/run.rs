@@ -3,13 +3,18 @@
 use crate::checkpoint::{
     assign_params, find_checkpoint, read_state, read_tensors, CONFIG_FILE, EMA_FILE, MODEL_FILE, STATE_FILE,
 };
-use crate::config::TrainConfig;
-use crate::error::Result;
+use crate::config::{Method, TrainConfig};
+use crate::error::{Result, TrainError};
 use crate::init::{sorted_params, SeededInit};
-use candle_core::{Device, Tensor};
-use candle_nn::VarMap;
+use crate::objective::sampling_time_input;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use rediffuse_core::sde::geometric_sigmas;
 use rediffuse_core::{Denoiser, DiffusionSchedule, Prediction};
 use rediffuse_nn::DiffusionNet;
+use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
+use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A trained network seen as a [`Denoiser`]: `forward(x_t, t) = net.forward(x_t, t, train = false)`.
@@ -34,14 +39,92 @@ impl Denoiser for NetDenoiser {
 }
 
 /// A run folder loaded for inference.
+///
+/// `denoiser` is the raw network with the method's model time; only for DDPM is it directly a
+/// discrete denoiser over `schedule`. For every method, [`LoadedRun::sample_model`] (all samplers via
+/// `rediffuse_sample::dispatch`), [`LoadedRun::sigma_model`] (σ-space samplers) and
+/// [`LoadedRun::discrete_denoiser`] (DDPM/DDIM) give the right view.
 pub struct LoadedRun {
     pub config: TrainConfig,
+    /// The method's discrete schedule (`Method::schedule`; for continuous methods the schedule of
+    /// their `DiscreteView`).
     pub schedule: DiffusionSchedule,
     pub denoiser: NetDenoiser,
     /// Steps the checkpoint was trained for.
     pub step: u64,
     /// Whether the EMA weights were loaded.
     pub ema: bool,
+}
+
+impl LoadedRun {
+    /// The network in σ-space: `DiscreteModel` (DDPM; zero-terminal-SNR steps skipped),
+    /// `ContinuousModel` with the method's time input (score SDE: 999·t; NCSN: the fractional level
+    /// index on the VE SDE over [σ_L, σ₁]), or `EdmPrecond` (EDM).
+    pub fn sigma_model(&self) -> Result<Box<dyn SigmaDenoiser + '_>> {
+        let net = &self.denoiser;
+        Ok(match &self.config.method {
+            Method::Ddpm { .. } => Box::new(DiscreteModel {
+                model: net,
+                sigmas: finite_discrete_sigmas(&self.schedule)?,
+                quantize: false,
+            }),
+            Method::Edm(cfg) => Box::new(EdmPrecond::new(net, *cfg)?),
+            Method::Ncsn { .. } | Method::ScoreSde { .. } => Box::new(self.continuous_model()?),
+        })
+    }
+
+    /// NCSN / score-SDE network as a `ContinuousModel` with the training time convention.
+    fn continuous_model(&self) -> Result<ContinuousModel<&NetDenoiser>> {
+        let m = &self.config.method;
+        let ti = sampling_time_input(m).ok_or_else(|| {
+            TrainError::invalid("method", format!("{} is not a score-SDE/NCSN method", m.name()))
+        })?;
+        Ok(ContinuousModel::new(&self.denoiser, m.continuous_sde()?, ti)?)
+    }
+
+    /// A discrete denoiser and its schedule for DDPM/DDIM: the network itself (DDPM), or
+    /// `DiscreteView` over [`LoadedRun::sigma_model`] with `self.schedule` (continuous methods).
+    pub fn discrete_denoiser(&self) -> Result<(Box<dyn Denoiser + '_>, DiffusionSchedule)> {
+        Ok(match self.config.method {
+            Method::Ddpm { .. } => (Box::new(&self.denoiser), self.schedule.clone()),
+            _ => (Box::new(DiscreteView::new(self.sigma_model()?, &self.schedule)?), self.schedule.clone()),
+        })
+    }
+
+    /// The frame the samplers use: DDPM `Frame::for_schedule`; score SDE `Frame::for_sde(sde, eps)`
+    /// with the training ε; NCSN and EDM `Frame::ve(σ_min, σ_max)`.
+    pub fn frame(&self) -> Result<Frame> {
+        Ok(match &self.config.method {
+            Method::Ddpm { .. } => Frame::for_schedule(&self.schedule)?,
+            Method::Ncsn { sigma_max, sigma_min, .. } => Frame::ve(*sigma_min, *sigma_max)?,
+            Method::ScoreSde { sde, eps, .. } => Frame::for_sde(*sde, *eps)?,
+            Method::Edm(c) => Frame::ve(c.sigma_min, c.sigma_max)?,
+        })
+    }
+
+    /// Everything `rediffuse_sample::dispatch::sample` / `nll_ode` need, for every method
+    /// (NCSN runs also carry their trained levels for Langevin).
+    pub fn sample_model(&self) -> Result<SampleModel<'_>> {
+        let net = &self.denoiser;
+        let frame = self.frame()?;
+        let m = match &self.config.method {
+            Method::Ddpm { .. } => SampleModel::from_discrete(net, self.schedule.clone())?,
+            Method::Edm(cfg) => SampleModel::from_sigma_with_schedule(
+                EdmPrecond::new(net, *cfg)?,
+                frame,
+                self.schedule.clone(),
+            )?,
+            Method::Ncsn { .. } | Method::ScoreSde { .. } => {
+                SampleModel::from_sigma_with_schedule(self.continuous_model()?, frame, self.schedule.clone())?
+            }
+        };
+        Ok(match &self.config.method {
+            Method::Ncsn { sigma_max, sigma_min, levels } => {
+                m.with_levels(geometric_sigmas(*sigma_max, *sigma_min, *levels)?)?
+            }
+            _ => m,
+        })
+    }
 }
 
 /// Load `dir/config.toml` and the latest checkpoint's weights (`ema.safetensors` when
@@ -52,9 +135,16 @@ pub fn load_run(dir: &Path, use_ema: bool, device: &Device) -> Result<LoadedRun>
     let ckpt = find_checkpoint(dir)?;
     let state = read_state(&ckpt.join(STATE_FILE))?;
     let varmap = VarMap::new();
-    let net = config.model.build(SeededInit::zeros_var_builder(&varmap, device))?;
+    config.model.build(SeededInit::zeros_var_builder(&varmap, device))?;
     let weights = ckpt.join(if use_ema { EMA_FILE } else { MODEL_FILE });
-    assign_params(&sorted_params(&varmap), read_tensors(&weights, device)?, &weights)?;
+    let params = sorted_params(&varmap);
+    assign_params(&params, read_tensors(&weights, device)?, &weights)?;
+    // Rebuild the network on plain (non-variable) tensors: candle records the graph of every op
+    // that touches a variable, which would keep all activations of a sampling run alive.
+    // Gradients with respect to the input (likelihood divergences) still flow.
+    let tensors: HashMap<String, Tensor> =
+        params.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
+    let net = config.model.build(VarBuilder::from_tensors(tensors, DType::F32, device))?;
     Ok(LoadedRun {
         schedule: config.method.schedule()?,
         denoiser: NetDenoiser { net, prediction: config.method.prediction() },

@@ -1,5 +1,5 @@
-//! The training loop: L_simple (DDPM Eq. 14, Alg. 1) with AdamW, EMA, warm-up, clipping,
-//! metrics and exactly resumable checkpoints.
+//! The training loop: the method's objective (DDPM L_simple, NCSN / score-SDE DSM, EDM; see
+//! [`crate::objective`]) with AdamW, EMA, warm-up, clipping, metrics and exactly resumable checkpoints.
 
 use crate::batcher::Batcher;
 use crate::checkpoint::{
@@ -14,16 +14,13 @@ use crate::fsutil::write_atomic;
 use crate::init::{sorted_params, SeededInit};
 use crate::lr::{clip_scale, global_grad_norm, warmup_lr};
 use crate::metrics::{MetricRecord, MetricsLog};
+use crate::objective::Objective;
 use crate::optim::{AdamW, AdamWConfig};
 use crate::rng::derive_rng;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
-use rediffuse_core::loss::{l_simple_per_sample, q_sample};
-use rediffuse_core::tensor_util::timesteps_tensor;
-use rediffuse_core::{DiffusionSchedule, Prediction};
+use rediffuse_core::DiffusionSchedule;
 use rediffuse_nn::DiffusionNet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,7 +80,7 @@ pub struct Trainer {
     dir: PathBuf,
     config: TrainConfig,
     schedule: DiffusionSchedule,
-    prediction: Prediction,
+    objective: Objective,
     data: Tensor,
     params: Vec<(String, Var)>,
     net: Box<dyn DiffusionNet>,
@@ -168,7 +165,7 @@ impl Trainer {
         Ok(Self {
             dir: dir.to_path_buf(),
             schedule: config.method.schedule()?,
-            prediction: config.method.prediction(),
+            objective: Objective::new(&config.method)?,
             rng: derive_rng(config.seed, "train"),
             batcher: Batcher::new(n, config.seed),
             config,
@@ -222,7 +219,7 @@ impl Trainer {
         Ok(Self {
             dir: dir.to_path_buf(),
             schedule: config.method.schedule()?,
-            prediction: config.method.prediction(),
+            objective: Objective::new(&config.method)?,
             rng: state.rng,
             batcher: Batcher::from_state(n, config.seed, state.batcher),
             config,
@@ -262,8 +259,13 @@ impl Trainer {
     pub fn step(&self) -> u64 {
         self.step
     }
+    /// The discrete schedule of the method (for continuous methods: the schedule DDPM/DDIM
+    /// samplers see them through, see `Method::schedule`).
     pub fn schedule(&self) -> &DiffusionSchedule {
         &self.schedule
+    }
+    pub fn objective(&self) -> &Objective {
+        &self.objective
     }
     pub fn net(&self) -> &dyn DiffusionNet {
         self.net.as_ref()
@@ -276,29 +278,17 @@ impl Trainer {
         self.params.iter().map(|(_, p)| p.elem_count()).sum()
     }
 
-    /// One optimiser step (DDPM Alg. 1): x₀ from the shuffled data, t ~ U{0, …, T−1},
-    /// ε ~ N(0, I), x_t = q_sample(x₀, ε, t), loss = mean_b L_simple. Returns the loss
-    /// (a scalar tensor, not read back) and the learning rate used.
+    /// One optimiser step (DDPM Alg. 1 for DDPM; the same shape for every method): x₀ from the
+    /// shuffled data, the method's noise level and noise from the run's generator, loss = mean over
+    /// the batch of [`Objective::loss_per_sample`]. Returns the loss (a scalar tensor, not read
+    /// back) and the learning rate used.
     pub fn train_step(&mut self) -> Result<(Tensor, f64)> {
         let b = self.config.batch_size;
         let dev = self.data.device().clone();
         self.batcher.next_batch(b, &mut self.idx_buf);
         let idx = Tensor::from_slice(&self.idx_buf, b, &dev)?;
         let x0 = self.data.index_select(&idx, 0)?;
-        let t_len = self.schedule.len();
-        let ts: Vec<usize> = (0..b).map(|_| self.rng.random_range(0..t_len)).collect();
-        let eps: Vec<f32> = (0..x0.elem_count()).map(|_| self.rng.sample(StandardNormal)).collect();
-        let eps = Tensor::from_vec(eps, x0.shape(), &dev)?;
-        let x_t = q_sample(&self.schedule, &x0, &eps, &ts)?;
-        let out = self.net.forward(&x_t, &timesteps_tensor(&ts, &dev)?, true)?;
-        if out.dims() != x0.dims() {
-            return Err(TrainError::Data(format!(
-                "network output {:?} does not match the data batch {:?}",
-                out.dims(),
-                x0.dims()
-            )));
-        }
-        let loss = l_simple_per_sample(&self.schedule, self.prediction, &out, &x0, &eps, &ts)?.mean_all()?;
+        let loss = self.objective.loss_per_sample(self.net.as_ref(), &x0, &mut self.rng)?.mean_all()?;
         let grads = loss.backward()?;
         let k = self.step + 1;
         let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);

@@ -64,8 +64,9 @@ impl DiscreteSigmas {
             return Ok((n - 1) as f64);
         }
         let ls = sigma.ln();
-        // largest low with log_sigmas[low] <= ls (< n − 1 here)
-        let low = self.log_sigmas.partition_point(|&v| v <= ls) - 1;
+        // largest low with log_sigmas[low] <= ls, at most n − 2 (σ just below σ_max can have
+        // ln σ equal to ln σ_max after rounding)
+        let low = (self.log_sigmas.partition_point(|&v| v <= ls) - 1).min(n - 2);
         let (a, b) = (self.log_sigmas[low], self.log_sigmas[low + 1]);
         let w = ((ls - a) / (b - a)).clamp(0.0, 1.0);
         Ok(low as f64 + w)

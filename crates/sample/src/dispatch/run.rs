@@ -1,0 +1,179 @@
+//! [`sample`]: draw x_T at the family's scale and run the chosen sampler.
+
+use super::{invalid, DispatchError, Frame, Result, SampleModel, SamplerSpec};
+use crate::continuous::{
+    annealed_langevin, dpm_solver, dpmpp_multistep, edm_heun, edm_stochastic, lambda_uniform_sigmas,
+    ode_fixed_step, ode_rk45, pc_sample, AnnealedLangevin, Corrector, EdmChurn, OdeMethod, PcConfig,
+    Predictor, Rk45Options, SampleStats, SnrNorms,
+};
+use crate::ddim::ddim_sample;
+use crate::ddpm::ddpm_sample;
+use candle_core::{DType, Device, Tensor};
+use rediffuse_core::sde::karras_sigmas;
+use rediffuse_core::NoiseSource;
+
+/// Progress of a sampler, after each step.
+pub struct Progress<'a> {
+    /// 1-based number of steps done.
+    pub step: usize,
+    /// Total steps, where known in advance (not for adaptive RK45, which reports nothing).
+    pub total: Option<usize>,
+    /// Current state.
+    pub x: &'a Tensor,
+    /// The model's denoised estimate at this step, where the sampler has one.
+    pub denoised: Option<&'a Tensor>,
+}
+
+/// Progress callback of [`sample`].
+pub type OnStep<'a> = Option<&'a mut dyn FnMut(&Progress<'_>)>;
+
+/// Run `spec` on `model` for `noise.len()` samples of shape `sample_shape` on `device`.
+/// `init`: unit-variance z `[B, sample_shape…]` (B = `noise.len()`); `None` draws z from `noise`
+/// first. x_T = `spec.prior_scale(model)`·z; the samplers' own noise comes from `noise` after that.
+/// Returns the samples (f32) and the cost (NFE counts batched model calls).
+pub fn sample(
+    spec: &SamplerSpec,
+    model: &SampleModel<'_>,
+    init: Option<&Tensor>,
+    sample_shape: &[usize],
+    device: &Device,
+    noise: &mut NoiseSource,
+    mut on_step: OnStep<'_>,
+) -> Result<(Tensor, SampleStats)> {
+    if noise.is_empty() {
+        return Err(DispatchError::Shape("the noise source serves no samples".into()));
+    }
+    let mut want = vec![noise.len()];
+    want.extend_from_slice(sample_shape);
+    let z = match init {
+        Some(z) => {
+            if z.dims() != want.as_slice() {
+                return Err(DispatchError::Shape(format!(
+                    "initial noise has shape {:?}, expected {want:?}",
+                    z.dims()
+                )));
+            }
+            z.to_dtype(DType::F32)?.to_device(device)?
+        }
+        None => noise.randn(sample_shape, device)?,
+    };
+    let x = z.affine(spec.prior_scale(model)?, 0.0)?;
+    let f = &model.frame;
+    let eps_of = |e: &Option<f64>| e.unwrap_or(f.eps);
+    let sigma = &model.sigma;
+    Ok(match spec {
+        SamplerSpec::Ddpm(opts) => {
+            let n = model.schedule.len();
+            let mut cb = |s: &crate::step::StepInfo<'_>| {
+                if let Some(c) = on_step.as_mut() {
+                    c(&Progress { step: s.step + 1, total: Some(n), x: s.x_t, denoised: Some(s.x0_pred) });
+                }
+            };
+            let out = ddpm_sample(model.discrete.as_ref(), &model.schedule, x, opts, noise, Some(&mut cb))?;
+            (out, SampleStats { nfe: n, steps: n, rejected_steps: 0 })
+        }
+        SamplerSpec::Ddim(opts) => {
+            let n = opts.steps;
+            let mut cb = |s: &crate::step::StepInfo<'_>| {
+                if let Some(c) = on_step.as_mut() {
+                    c(&Progress { step: s.step + 1, total: Some(n), x: s.x_t, denoised: Some(s.x0_pred) });
+                }
+            };
+            let out = ddim_sample(model.discrete.as_ref(), &model.schedule, x, opts, noise, Some(&mut cb))?;
+            (out, SampleStats { nfe: n, steps: n, rejected_steps: 0 })
+        }
+        SamplerSpec::Langevin { levels, sigma_min, steps_per_level, step_eps, final_denoise } => {
+            let sigmas = model.langevin_levels(*levels, *sigma_min)?;
+            let total = sigmas.len() * steps_per_level;
+            let cfg = AnnealedLangevin {
+                sigmas,
+                steps_per_level: *steps_per_level,
+                eps: *step_eps,
+                final_denoise: *final_denoise,
+            };
+            let mut cb = relay(&mut on_step, Some(total));
+            annealed_langevin(sigma, &x, &cfg, noise, Some(cb.as_mut()))?
+        }
+        SamplerSpec::EulerMaruyama { steps, eps, denoise } => {
+            let cfg = PcConfig {
+                steps: *steps,
+                eps: eps_of(eps),
+                predictor: Predictor::EulerMaruyama,
+                corrector: Corrector::None,
+                denoise: *denoise,
+            };
+            let mut cb = relay(&mut on_step, Some(*steps));
+            pc_sample(sigma, &f.sde, &x, &cfg, noise, Some(cb.as_mut()))?
+        }
+        SamplerSpec::Pc { steps, snr, corrector_steps, predictor, eps, denoise } => {
+            let cfg = PcConfig {
+                steps: *steps,
+                eps: eps_of(eps),
+                predictor: *predictor,
+                corrector: Corrector::Langevin {
+                    snr: *snr,
+                    steps: *corrector_steps,
+                    norms: SnrNorms::BatchMean,
+                },
+                denoise: *denoise,
+            };
+            let mut cb = relay(&mut on_step, Some(*steps));
+            pc_sample(sigma, &f.sde, &x, &cfg, noise, Some(cb.as_mut()))?
+        }
+        SamplerSpec::OdeEuler { steps, eps, denoise } | SamplerSpec::OdeHeun { steps, eps, denoise } => {
+            let method =
+                if matches!(spec, SamplerSpec::OdeEuler { .. }) { OdeMethod::Euler } else { OdeMethod::Heun };
+            let mut cb = relay(&mut on_step, Some(*steps));
+            ode_fixed_step(sigma, &f.sde, &x, method, *steps, eps_of(eps), *denoise, Some(cb.as_mut()))?
+        }
+        SamplerSpec::OdeRk45 { rtol, atol, eps, denoise } => {
+            let opts = Rk45Options { rtol: *rtol, atol: *atol, ..Rk45Options::default() };
+            let (out, stats, _) = ode_rk45(sigma, &f.sde, &x, eps_of(eps), &opts, *denoise)?;
+            (out, stats)
+        }
+        SamplerSpec::DpmSolver { steps, order } => {
+            let sigmas = dpm_sigmas(f, *steps)?;
+            let mut cb = relay(&mut on_step, Some(*steps));
+            dpm_solver(sigma, &x, &sigmas, *order, Some(cb.as_mut()))?
+        }
+        SamplerSpec::DpmPp2m { steps } | SamplerSpec::DpmPp3m { steps } => {
+            let order = if matches!(spec, SamplerSpec::DpmPp2m { .. }) { 2 } else { 3 };
+            let sigmas = dpm_sigmas(f, *steps)?;
+            let mut cb = relay(&mut on_step, Some(*steps));
+            dpmpp_multistep(sigma, &x, &sigmas, order, Some(cb.as_mut()))?
+        }
+        SamplerSpec::EdmHeun { steps, rho } => {
+            let sigmas = karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?;
+            let mut cb = relay(&mut on_step, Some(*steps));
+            edm_heun(sigma, &x, &sigmas, Some(cb.as_mut()))?
+        }
+        SamplerSpec::EdmStochastic { steps, rho, s_churn, s_tmin, s_tmax, s_noise } => {
+            let sigmas = karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?;
+            let churn = EdmChurn { s_churn: *s_churn, s_tmin: *s_tmin, s_tmax: *s_tmax, s_noise: *s_noise };
+            let mut cb = relay(&mut on_step, Some(*steps));
+            edm_stochastic(sigma, &x, &sigmas, &churn, noise, Some(cb.as_mut()))?
+        }
+    })
+}
+
+/// Forward a continuous sampler's step information to the caller's callback.
+fn relay<'b, 'c: 'b>(
+    on_step: &'b mut OnStep<'c>,
+    total: Option<usize>,
+) -> Box<dyn FnMut(&crate::continuous::StepInfo<'_>) + 'b> {
+    Box::new(move |info| {
+        if let Some(c) = on_step.as_mut() {
+            c(&Progress { step: info.step, total, x: info.x, denoised: info.denoised });
+        }
+    })
+}
+
+/// σ_max = σ̃₀ > … > σ̃_{steps−1} = σ_min uniform in λ = −ln σ̃, then 0.
+fn dpm_sigmas(frame: &Frame, steps: usize) -> Result<Vec<f64>> {
+    if steps < 2 {
+        return Err(invalid("steps", "DPM-Solver needs at least 2 steps (the last one denoises to σ = 0)"));
+    }
+    let mut s = lambda_uniform_sigmas(frame.sigma_max, frame.sigma_min, steps - 1)?;
+    s.push(0.0);
+    Ok(s)
+}

@@ -1,0 +1,174 @@
+//! The sampler specifications and the prior scale of each sampler family.
+
+use super::{Result, SampleModel};
+use crate::continuous::Predictor;
+use crate::ddim::DdimOptions;
+use crate::ddpm::DdpmOptions;
+use serde::{Deserialize, Serialize};
+
+fn default_true() -> bool {
+    true
+}
+fn default_rho() -> f64 {
+    7.0
+}
+fn default_rtol() -> f64 {
+    1e-5
+}
+fn default_s_tmax() -> f64 {
+    f64::INFINITY
+}
+fn default_one() -> f64 {
+    1.0
+}
+fn default_langevin_eps() -> f64 {
+    2e-5
+}
+fn default_predictor() -> Predictor {
+    Predictor::ReverseDiffusion
+}
+
+/// A sampler and its options. `eps: None` uses the model frame's smallest time ([`Frame::eps`]);
+/// `denoise` ends SDE/ODE samplers with the noise-free mean / a Tweedie denoising step (default true).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SamplerSpec {
+    /// Ancestral DDPM (Ho et al. 2020, Algorithm 2) over all T steps of the discrete view.
+    Ddpm(DdpmOptions),
+    /// DDIM (Song et al. 2021a) on a timestep sub-sequence of the discrete view.
+    Ddim(DdimOptions),
+    /// Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1). `levels: None` uses the model's
+    /// trained NCSN levels, or 10 geometric levels over the frame's σ range; `Some(L)` always uses L
+    /// geometric levels over that range. Step size α_i = `step_eps`·σ_i²/σ_L², so `step_eps` is the
+    /// step at the last level: NCSN's 2e-5 suits σ_L = 0.01; in general choose about 0.1–0.5·σ_L²
+    /// (`Frame::sigma_min` or the model's last level) — larger values diverge.
+    Langevin {
+        #[serde(default)]
+        levels: Option<usize>,
+        /// Smallest level σ_L of generated geometric levels (default the frame's σ_min; must lie in
+        /// the frame's range). Frames reaching very small σ (sub-VP: 1e-4) waste levels otherwise.
+        #[serde(default)]
+        sigma_min: Option<f64>,
+        steps_per_level: usize,
+        #[serde(default = "default_langevin_eps")]
+        step_eps: f64,
+        #[serde(default = "default_true")]
+        final_denoise: bool,
+    },
+    /// Reverse-SDE Euler–Maruyama on the frame's SDE (Song et al. 2021b, §4.1).
+    EulerMaruyama {
+        steps: usize,
+        #[serde(default)]
+        eps: Option<f64>,
+        #[serde(default = "default_true")]
+        denoise: bool,
+    },
+    /// Predictor–corrector sampling (Song et al. 2021b, Algorithm 1) with a Langevin corrector of
+    /// signal-to-noise ratio `snr` (batch-mean norms, as the reference code).
+    Pc {
+        steps: usize,
+        snr: f64,
+        corrector_steps: usize,
+        #[serde(default = "default_predictor")]
+        predictor: Predictor,
+        #[serde(default)]
+        eps: Option<f64>,
+        #[serde(default = "default_true")]
+        denoise: bool,
+    },
+    /// Probability-flow ODE, Euler (NFE = steps).
+    OdeEuler {
+        steps: usize,
+        #[serde(default)]
+        eps: Option<f64>,
+        #[serde(default = "default_true")]
+        denoise: bool,
+    },
+    /// Probability-flow ODE, Heun (NFE = 2·steps).
+    OdeHeun {
+        steps: usize,
+        #[serde(default)]
+        eps: Option<f64>,
+        #[serde(default = "default_true")]
+        denoise: bool,
+    },
+    /// Probability-flow ODE, adaptive Dormand–Prince RK45.
+    OdeRk45 {
+        #[serde(default = "default_rtol")]
+        rtol: f64,
+        #[serde(default = "default_rtol")]
+        atol: f64,
+        #[serde(default)]
+        eps: Option<f64>,
+        #[serde(default = "default_true")]
+        denoise: bool,
+    },
+    /// Single-step DPM-Solver of `order` 1–3 (Lu et al. 2022a) over `steps` intervals uniform in λ
+    /// from σ_max to σ_min, plus a final first-order step σ_min → 0 (`steps` ≥ 2 counts it).
+    DpmSolver { steps: usize, order: usize },
+    /// Multistep DPM-Solver++(2M) (Lu et al. 2022b), same σ grid as `DpmSolver`.
+    #[serde(rename = "dpmpp-2m")]
+    DpmPp2m { steps: usize },
+    /// Multistep DPM-Solver++(3M).
+    #[serde(rename = "dpmpp-3m")]
+    DpmPp3m { steps: usize },
+    /// EDM deterministic Heun (Karras et al. 2022, Algorithm 1) on the ρ-schedule over the frame's σ range.
+    EdmHeun {
+        steps: usize,
+        #[serde(default = "default_rho")]
+        rho: f64,
+    },
+    /// EDM stochastic sampler (Algorithm 2).
+    EdmStochastic {
+        steps: usize,
+        #[serde(default = "default_rho")]
+        rho: f64,
+        s_churn: f64,
+        #[serde(default)]
+        s_tmin: f64,
+        #[serde(default = "default_s_tmax")]
+        s_tmax: f64,
+        #[serde(default = "default_one")]
+        s_noise: f64,
+    },
+}
+
+impl SamplerSpec {
+    /// Short name (`ddpm`, `ddim`, `langevin`, `euler-maruyama`, `pc`, `ode-euler`, `ode-heun`,
+    /// `ode-rk45`, `dpm-solver`, `dpmpp-2m`, `dpmpp-3m`, `edm-heun`, `edm-stochastic`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            SamplerSpec::Ddpm(_) => "ddpm",
+            SamplerSpec::Ddim(_) => "ddim",
+            SamplerSpec::Langevin { .. } => "langevin",
+            SamplerSpec::EulerMaruyama { .. } => "euler-maruyama",
+            SamplerSpec::Pc { .. } => "pc",
+            SamplerSpec::OdeEuler { .. } => "ode-euler",
+            SamplerSpec::OdeHeun { .. } => "ode-heun",
+            SamplerSpec::OdeRk45 { .. } => "ode-rk45",
+            SamplerSpec::DpmSolver { .. } => "dpm-solver",
+            SamplerSpec::DpmPp2m { .. } => "dpmpp-2m",
+            SamplerSpec::DpmPp3m { .. } => "dpmpp-3m",
+            SamplerSpec::EdmHeun { .. } => "edm-heun",
+            SamplerSpec::EdmStochastic { .. } => "edm-stochastic",
+        }
+    }
+
+    /// Scale c of the prior draw x_T = c·z for this sampler on `model` (see the module docs).
+    pub fn prior_scale(&self, model: &SampleModel<'_>) -> Result<f64> {
+        Ok(match self {
+            SamplerSpec::Ddpm(_) | SamplerSpec::Ddim(_) => 1.0,
+            SamplerSpec::EulerMaruyama { .. }
+            | SamplerSpec::Pc { .. }
+            | SamplerSpec::OdeEuler { .. }
+            | SamplerSpec::OdeHeun { .. }
+            | SamplerSpec::OdeRk45 { .. } => model.frame.sde.prior_std(),
+            SamplerSpec::Langevin { levels, sigma_min, .. } => model.langevin_levels(*levels, *sigma_min)?[0],
+            SamplerSpec::DpmSolver { .. }
+            | SamplerSpec::DpmPp2m { .. }
+            | SamplerSpec::DpmPp3m { .. }
+            | SamplerSpec::EdmHeun { .. }
+            | SamplerSpec::EdmStochastic { .. } => model.frame.sigma_max,
+        })
+    }
+}

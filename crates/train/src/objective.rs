@@ -1,0 +1,153 @@
+//! Training objectives, one per [`Method`]: each turns a clean batch x₀ into a per-sample loss
+//! `[B]` of the network, drawing all its randomness (timesteps / noise levels, noise) from the
+//! trainer's checkpointed generator in a fixed order, so a resumed run repeats exactly.
+//!
+//! The network's time input (model time) per method, shared with sampling through
+//! [`sampling_time_input`] and `LoadedRun::sigma_model`:
+//! * DDPM: timestep index i (DDPM Eq. 14, Algorithm 1);
+//! * NCSN: level index counted from the smallest σ, τ = (L − 1)·ln(σ/σ_L)/ln(σ₁/σ_L) — an
+//!   integer at the trained levels, and between them linear in ln σ (so samplers other than
+//!   annealed Langevin can query any σ ∈ [σ_L, σ₁]); equal to `TimeInput::Scaled { scale: L − 1 }`
+//!   on the VE SDE σ(t) = σ_L(σ₁/σ_L)^t;
+//! * score SDE: 999·t ([`SDE_TIME_SCALE`]);
+//! * EDM: c_noise(σ) = ¼ ln σ, input scaled by c_in(σ) (Karras et al. 2022, Table 1).
+
+use crate::config::Method;
+use crate::error::{Result, TrainError};
+use candle_core::{Device, Tensor};
+use rand::Rng;
+use rand_distr::StandardNormal;
+use rediffuse_core::loss::{l_simple_per_sample, q_sample};
+use rediffuse_core::sde::{geometric_sigmas, EdmConfig, Sde};
+use rediffuse_core::tensor_util::timesteps_tensor;
+use rediffuse_core::{DiffusionSchedule, Prediction};
+use rediffuse_nn::DiffusionNet;
+use rediffuse_sample::continuous::losses::{
+    dsm_loss, edm_loss, edm_training_pair, ncsn_perturb, sde_perturb,
+};
+use rediffuse_sample::continuous::TimeInput;
+
+/// Score-SDE networks receive 999·t as their time input (Song et al. 2021's DDPM++ models), so a
+/// sinusoidal embedding sized for T = 1000 DDPM indices covers t ∈ [0, 1].
+pub const SDE_TIME_SCALE: f64 = 999.0;
+
+/// NCSN model time of noise level `sigma` for levels σ₁ = `sigma_max` > … > σ_L = `sigma_min`:
+/// τ = (L − 1)·ln(σ/σ_L)/ln(σ₁/σ_L) (σ_L ↦ 0, σ₁ ↦ L − 1; not clamped).
+pub fn ncsn_model_time(sigma_max: f64, sigma_min: f64, levels: usize, sigma: f64) -> f64 {
+    (levels as f64 - 1.0) * (sigma / sigma_min).ln() / (sigma_max / sigma_min).ln()
+}
+
+/// How a continuous method's network sees time when wrapped in `ContinuousModel` for sampling
+/// (`None` for DDPM, which uses `DiscreteModel`, and EDM, which uses `EdmPrecond`).
+pub fn sampling_time_input(method: &Method) -> Option<TimeInput> {
+    match method {
+        Method::Ncsn { levels, .. } => Some(TimeInput::Scaled { scale: *levels as f64 - 1.0 }),
+        Method::ScoreSde { .. } => Some(TimeInput::Scaled { scale: SDE_TIME_SCALE }),
+        Method::Ddpm { .. } | Method::Edm(_) => None,
+    }
+}
+
+/// The loss of one method, with its precomputed constants.
+#[derive(Debug, Clone)]
+pub enum Objective {
+    /// L_simple (DDPM Eq. 14) on the target of `prediction`, i ~ U{0, …, T − 1}.
+    Ddpm { schedule: DiffusionSchedule, prediction: Prediction },
+    /// Multi-σ DSM in ε form (Song & Ermon 2019, Eq. 5–6 with λ(σ) = σ²): level j ~ U{0, …, L − 1},
+    /// x̃ = x₀ + σ_j·z, loss = mean((ε_θ(x̃, τ_j) − z)²) = σ_j²·‖s_θ + z/σ_j‖²/d with s_θ = −ε_θ/σ_j.
+    /// `sigmas` are descending (σ₁ first).
+    Ncsn { sigmas: Vec<f64> },
+    /// Continuous-time DSM (Song et al. 2021, Eq. 7 with λ(t) = s(t)²): t ~ U[ε, 1],
+    /// x_t = m(t)x₀ + s(t)z, network at 999·t.
+    ScoreSde { sde: Sde, prediction: Prediction, eps: f64 },
+    /// EDM (Karras et al. 2022, Eq. 2, 7, 8): ln σ ~ N(P_mean, P_std²),
+    /// loss = λ(σ)·mean((D_θ(x₀ + σn; σ) − x₀)²) written on the raw network F.
+    Edm(EdmConfig),
+}
+
+impl Objective {
+    pub fn new(method: &Method) -> Result<Self> {
+        method.validate()?;
+        Ok(match method {
+            Method::Ddpm { prediction, .. } => {
+                Objective::Ddpm { schedule: method.schedule()?, prediction: *prediction }
+            }
+            Method::Ncsn { sigma_max, sigma_min, levels } => {
+                Objective::Ncsn { sigmas: geometric_sigmas(*sigma_max, *sigma_min, *levels)? }
+            }
+            Method::ScoreSde { sde, prediction, eps } => {
+                Objective::ScoreSde { sde: *sde, prediction: *prediction, eps: *eps }
+            }
+            Method::Edm(c) => Objective::Edm(*c),
+        })
+    }
+
+    /// Per-sample loss `[B]` of `net` (in training mode) on the clean batch `x0`.
+    /// Draw order from `rng`: one per-sample scalar (timestep, level, time or ln σ draw) for each
+    /// sample, then the noise tensor element by element.
+    pub fn loss_per_sample<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        rng: &mut R,
+    ) -> Result<Tensor> {
+        let b = x0.dim(0)?;
+        let dev = x0.device().clone();
+        match self {
+            Objective::Ddpm { schedule, prediction } => {
+                let t_len = schedule.len();
+                let ts: Vec<usize> = (0..b).map(|_| rng.random_range(0..t_len)).collect();
+                let eps = normal_like(x0, rng, &dev)?;
+                let x_t = q_sample(schedule, x0, &eps, &ts)?;
+                let out = forward(net, &x_t, timesteps_tensor(&ts, &dev)?, x0)?;
+                Ok(l_simple_per_sample(schedule, *prediction, &out, x0, &eps, &ts)?)
+            }
+            Objective::Ncsn { sigmas } => {
+                let l = sigmas.len();
+                let js: Vec<usize> = (0..b).map(|_| rng.random_range(0..l)).collect();
+                let z = normal_like(x0, rng, &dev)?;
+                let sig: Vec<f64> = js.iter().map(|&j| sigmas[j]).collect();
+                let x = ncsn_perturb(x0, &z, &sig)?;
+                // level j (σ₁ first) has model time L − 1 − j
+                let tau: Vec<f32> = js.iter().map(|&j| (l - 1 - j) as f32).collect();
+                let out = forward(net, &x, Tensor::from_vec(tau, b, &dev)?, x0)?;
+                Ok(dsm_loss(&out, Prediction::Epsilon, &z, &sig)?)
+            }
+            Objective::ScoreSde { sde, prediction, eps } => {
+                let ts: Vec<f64> = (0..b).map(|_| eps + (1.0 - eps) * rng.random::<f64>()).collect();
+                let z = normal_like(x0, rng, &dev)?;
+                let (x_t, std) = sde_perturb(sde, x0, &z, &ts)?;
+                let model_t: Vec<f32> = ts.iter().map(|&t| (SDE_TIME_SCALE * t) as f32).collect();
+                let out = forward(net, &x_t, Tensor::from_vec(model_t, b, &dev)?, x0)?;
+                Ok(dsm_loss(&out, *prediction, &z, &std)?)
+            }
+            Objective::Edm(cfg) => {
+                let sig: Vec<f64> =
+                    (0..b).map(|_| cfg.training_sigma(rng.sample::<f64, _>(StandardNormal))).collect();
+                let n = normal_like(x0, rng, &dev)?;
+                let pair = edm_training_pair(cfg, x0, &n, &sig)?;
+                let c_noise: Vec<f32> = pair.c_noise.iter().map(|&c| c as f32).collect();
+                let out = forward(net, &pair.net_input, Tensor::from_vec(c_noise, b, &dev)?, x0)?;
+                Ok(edm_loss(&out, &pair)?)
+            }
+        }
+    }
+}
+
+/// N(0, I) noise shaped like `x0` (f32), drawn element by element from `rng`.
+fn normal_like<R: Rng + ?Sized>(x0: &Tensor, rng: &mut R, dev: &Device) -> Result<Tensor> {
+    let v: Vec<f32> = (0..x0.elem_count()).map(|_| rng.sample(StandardNormal)).collect();
+    Ok(Tensor::from_vec(v, x0.shape(), dev)?)
+}
+
+/// Training-mode forward pass, checking that the output has the data's shape.
+fn forward(net: &dyn DiffusionNet, x: &Tensor, t: Tensor, x0: &Tensor) -> Result<Tensor> {
+    let out = net.forward(x, &t, true)?;
+    if out.dims() != x0.dims() {
+        return Err(TrainError::Data(format!(
+            "network output {:?} does not match the data batch {:?}",
+            out.dims(),
+            x0.dims()
+        )));
+    }
+    Ok(out)
+}
