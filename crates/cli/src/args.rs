@@ -35,7 +35,31 @@ pub enum ModelKind {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MethodKind {
+    /// Discrete DDPM with L_simple.
     Ddpm,
+    /// Noise-conditional score network (multi-σ denoising score matching).
+    Ncsn,
+    /// Score SDE, variance preserving.
+    VpSde,
+    /// Score SDE, variance exploding.
+    VeSde,
+    /// Score SDE, sub-variance preserving.
+    SubvpSde,
+    /// EDM preconditioning and log-normal σ training.
+    Edm,
+}
+
+impl MethodKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            MethodKind::Ddpm => "ddpm",
+            MethodKind::Ncsn => "ncsn",
+            MethodKind::VpSde => "vp-sde",
+            MethodKind::VeSde => "ve-sde",
+            MethodKind::SubvpSde => "subvp-sde",
+            MethodKind::Edm => "edm",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -116,8 +140,34 @@ pub struct TrainArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SamplerKind {
+    /// DDPM ancestral sampling (all T steps).
     Ddpm,
+    /// DDIM on a timestep subsequence (η, spacing).
     Ddim,
+    /// Annealed Langevin dynamics (NCSN).
+    Langevin,
+    /// Reverse-SDE Euler–Maruyama.
+    EulerMaruyama,
+    /// Predictor–corrector (reverse diffusion + Langevin corrector).
+    Pc,
+    /// Probability-flow ODE, Euler.
+    OdeEuler,
+    /// Probability-flow ODE, Heun.
+    OdeHeun,
+    /// Probability-flow ODE, adaptive Dormand–Prince RK45.
+    OdeRk45,
+    /// DPM-Solver, single-step (order 1–3).
+    DpmSolver,
+    /// DPM-Solver++ multistep 2M.
+    #[value(name = "dpmpp-2m")]
+    DpmPp2m,
+    /// DPM-Solver++ multistep 3M.
+    #[value(name = "dpmpp-3m")]
+    DpmPp3m,
+    /// EDM deterministic Heun (Algorithm 1).
+    EdmHeun,
+    /// EDM stochastic sampler (Algorithm 2).
+    EdmStochastic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -153,6 +203,42 @@ pub struct SamplerArgs {
     /// Clip predicted x₀ to [-c, c] (images default to 1).
     #[arg(long)]
     pub clip: Option<f32>,
+    /// Order of DPM-Solver (1–3).
+    #[arg(long, default_value_t = 2)]
+    pub order: usize,
+    /// Langevin corrector signal-to-noise ratio r (pc).
+    #[arg(long, default_value_t = 0.16, allow_negative_numbers = true)]
+    pub snr: f64,
+    /// Corrector steps per predictor step (pc).
+    #[arg(long, default_value_t = 1)]
+    pub corrector_steps: usize,
+    /// Relative / absolute tolerance of ode-rk45.
+    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
+    pub rtol: f64,
+    #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
+    pub atol: f64,
+    /// Karras schedule ρ (edm-*).
+    #[arg(long, default_value_t = 7.0, allow_negative_numbers = true)]
+    pub rho: f64,
+    /// EDM stochastic sampler: S_churn, S_tmin, S_tmax, S_noise.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub s_churn: f64,
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub s_tmin: f64,
+    #[arg(long, default_value_t = f64::INFINITY, allow_negative_numbers = true)]
+    pub s_tmax: f64,
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub s_noise: f64,
+    /// Langevin: steps per noise level, step size ε at the last level, number of levels.
+    #[arg(long, default_value_t = 4)]
+    pub steps_per_level: usize,
+    #[arg(long, default_value_t = 2e-5, allow_negative_numbers = true)]
+    pub step_eps: f64,
+    #[arg(long)]
+    pub levels: Option<usize>,
+    /// Skip the final denoising step of SDE/ODE/Langevin samplers.
+    #[arg(long)]
+    pub no_denoise: bool,
 }
 
 #[derive(Debug, Args)]

@@ -84,7 +84,7 @@ pub fn default_unet(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
 /// Training hyper-parameters of a preset (sizes chosen for a 2-core CPU).
 pub fn apply_preset(cfg: &mut TrainConfig, preset: &str) -> Result<()> {
     let (steps, batch, lr, warmup) = match preset {
-        "digits" => (6000, 128, 2e-3, 200),
+        "digits" => (3000, 128, 2e-3, 200),
         "mnist" | "fashion-mnist" => (6000, 64, 1e-3, 200),
         "cifar10" => (20000, 64, 5e-4, 500),
         other => bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)"),

@@ -2,10 +2,10 @@
 
 use crate::args::DemoArgs;
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
-use rediffuse_core::noise::NoiseSource;
+use candle_core::Tensor;
 use rediffuse_eval::grid::{denoising_strip_png, StripColumn};
-use rediffuse_sample::{DdimOptions, StepInfo, TimestepSpacing};
+use rediffuse_sample::dispatch::{Progress, SamplerSpec};
+use rediffuse_sample::{DdimOptions, TimestepSpacing};
 use rediffuse_train::{Method, TrainConfig};
 
 /// The demo's run configuration: the `digits` preset.
@@ -28,10 +28,27 @@ pub fn run(a: DemoArgs) -> Result<()> {
     crate::cmd::train::train_in(&a.out, Some(cfg), None, a.quiet, false)?;
 
     let model = crate::cmd::sample::from_run(&a.out, true)?;
-    let opts = DdimOptions { steps: 50, eta: 0.0, spacing: TimestepSpacing::Leading, clip_x0: Some(1.0) };
-    let sampler = crate::cmd::sample::Sampler::Ddim(opts);
-    let n = 64;
-    let samples = crate::cmd::sample::generate(&model, &sampler, n, a.seed, 64, None, a.quiet)?;
+    let spec = SamplerSpec::Ddim(DdimOptions {
+        steps: 50,
+        eta: 0.0,
+        spacing: TimestepSpacing::Leading,
+        clip_x0: Some(1.0),
+    });
+    // The first batch's trajectory gives the denoising strip: x_t and the predicted x₀ of
+    // 6 samples at 8 of the 50 steps.
+    let mut cols = Vec::new();
+    let mut record = |p: &Progress| {
+        if let Some(x0) = p.denoised {
+            if p.step % 7 == 1 || Some(p.step) == p.total {
+                let pick = |t: &Tensor| t.narrow(0, 0, 6.min(t.dim(0).unwrap_or(0)));
+                if let (Ok(x_t), Ok(x0)) = (pick(p.x), pick(x0)) {
+                    cols.push(StripColumn { label: format!("step {}", p.step), x_t, x0_pred: x0 });
+                }
+            }
+        }
+    };
+    let (samples, _) =
+        crate::cmd::sample::generate(&model, &spec, 64, a.seed, 64, None, a.quiet, Some(&mut record))?;
     let grid = a.out.join("samples.png");
     crate::cmd::sample::picture(&samples, &grid, None)?;
     rediffuse_data::npy::write_npy_tensor(
@@ -39,22 +56,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         &samples,
         rediffuse_data::NpyDtype::F32,
     )?;
-
-    // Denoising strip: x_t and the predicted x₀ of 6 samples at 8 of the 50 steps.
     let strip = a.out.join("denoising.png");
-    let mut cols = Vec::new();
-    let mut noise = NoiseSource::new(a.seed, 0, 6);
-    let x_t = noise.randn(&model.sample_shape, &Device::Cpu)?;
-    let mut record = |s: &StepInfo| {
-        if s.step % 7 == 0 || s.step + 1 == s.num_steps {
-            cols.push(StripColumn {
-                label: format!("t={}", s.t_index),
-                x_t: s.x_t.clone(),
-                x0_pred: s.x0_pred.clone(),
-            });
-        }
-    };
-    let _: Tensor = sampler.run(&model, x_t, &mut noise, Some(&mut record))?;
     denoising_strip_png(&strip, &cols, 4, 2)?;
     println!("samples:   {}", grid.display());
     println!("denoising: {}", strip.display());

@@ -1,4 +1,4 @@
-//! `rediffuse sample`: run a sampler on a trained run or an analytic denoiser.
+//! `rediffuse sample`: run any sampler on a trained run or an analytic denoiser.
 
 use crate::args::{SampleArgs, SamplerArgs, SamplerKind, SpacingKind, VarianceKind};
 use crate::io::{finite, positive, prepare_output};
@@ -9,17 +9,41 @@ use rediffuse_core::analytic::{EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser,
 use rediffuse_core::noise::batches;
 use rediffuse_core::{Denoiser, DiffusionSchedule, NoiseSource};
 use rediffuse_data::npy::{read_npy_tensor, write_npy_tensor, NpyDtype};
-use rediffuse_sample::{
-    ddim_sample, ddpm_sample, DdimOptions, DdpmOptions, DdpmVariance, StepInfo, TimestepSpacing,
-};
+use rediffuse_sample::dispatch::{sample, Progress, SampleModel, SamplerSpec};
+use rediffuse_sample::{DdimOptions, DdpmOptions, DdpmVariance, TimestepSpacing};
+use rediffuse_train::LoadedRun;
 use std::path::Path;
+
+/// Where the model comes from.
+pub enum Source {
+    Run(Box<LoadedRun>),
+    Analytic { denoiser: Box<dyn Denoiser>, schedule: DiffusionSchedule },
+}
 
 /// What to sample from.
 pub struct Model {
-    pub denoiser: Box<dyn Denoiser>,
-    pub schedule: DiffusionSchedule,
+    pub source: Source,
     /// Shape of one sample (without the batch dimension).
     pub sample_shape: Vec<usize>,
+}
+
+impl Model {
+    /// The sampler-facing view (discrete denoiser, σ-space model, SDE frame).
+    pub fn sample_model(&self) -> Result<SampleModel<'_>> {
+        Ok(match &self.source {
+            Source::Run(run) => run.sample_model()?,
+            Source::Analytic { denoiser, schedule } => {
+                SampleModel::from_discrete(&**denoiser, schedule.clone())?
+            }
+        })
+    }
+
+    pub fn schedule(&self) -> &DiffusionSchedule {
+        match &self.source {
+            Source::Run(run) => &run.schedule,
+            Source::Analytic { schedule, .. } => schedule,
+        }
+    }
 }
 
 fn analytic(spec: &str, a: &SampleArgs) -> Result<Model> {
@@ -28,32 +52,23 @@ fn analytic(spec: &str, a: &SampleArgs) -> Result<Model> {
         .context("--analytic takes gaussian:data.npy, gmm:spec.json or empirical:<data>")?;
     let schedule = DiffusionSchedule::new(crate::cmd::train::schedule_of(a.schedule), a.timesteps)?;
     let device = Device::Cpu;
-    Ok(match kind {
+    let (denoiser, shape): (Box<dyn Denoiser>, Vec<usize>) = match kind {
         "gaussian" => {
             let data = crate::cmd::data::load(arg, None, 0, &device)?;
-            let shape = data.dims()[1..].to_vec();
-            Model {
-                denoiser: Box::new(GaussianDenoiser::from_data(&data, &schedule)?),
-                schedule,
-                sample_shape: shape,
-            }
+            (Box::new(GaussianDenoiser::from_data(&data, &schedule)?), data.dims()[1..].to_vec())
         }
         "gmm" => {
             let spec = GmmSpec::from_path(arg).with_context(|| format!("reading GMM spec {arg}"))?;
             let shape = vec![spec.dim()];
-            Model { denoiser: Box::new(GmmDenoiser::new(&spec, &schedule)?), schedule, sample_shape: shape }
+            (Box::new(GmmDenoiser::new(&spec, &schedule)?), shape)
         }
         "empirical" => {
             let data = crate::cmd::data::load(arg, None, 0, &device)?;
-            let shape = data.dims()[1..].to_vec();
-            Model {
-                denoiser: Box::new(EmpiricalDenoiser::new(&data, &schedule)?),
-                schedule,
-                sample_shape: shape,
-            }
+            (Box::new(EmpiricalDenoiser::new(&data, &schedule)?), data.dims()[1..].to_vec())
         }
         other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
-    })
+    };
+    Ok(Model { source: Source::Analytic { denoiser, schedule }, sample_shape: shape })
 }
 
 /// Load a trained run as a model.
@@ -61,30 +76,34 @@ pub fn from_run(run: &Path, ema: bool) -> Result<Model> {
     let loaded = rediffuse_train::load_run(run, ema, &Device::Cpu)
         .with_context(|| format!("loading run {}", run.display()))?;
     let sample_shape = crate::cmd::data::run_sample_shape(&loaded.config)?;
-    Ok(Model { denoiser: Box::new(loaded.denoiser), schedule: loaded.schedule, sample_shape })
+    Ok(Model { source: Source::Run(Box::new(loaded)), sample_shape })
 }
 
 /// Sampler settings from flags.
-pub enum Sampler {
-    Ddpm(DdpmOptions),
-    Ddim(DdimOptions),
-}
-
-pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) -> Result<Sampler> {
+pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) -> Result<SamplerSpec> {
     let clip = s.clip.or(if image { Some(1.0) } else { None });
+    let steps = |default: usize| -> Result<usize> {
+        match s.steps {
+            Some(v) => positive("steps", v),
+            None => Ok(default),
+        }
+    };
+    let eps = None;
+    let denoise = !s.no_denoise;
+    let snr = finite("snr", s.snr, false)?;
+    let rtol = finite("rtol", s.rtol, true)?;
+    let atol = finite("atol", s.atol, true)?;
+    let rho = finite("rho", s.rho, true)?;
     Ok(match s.sampler {
-        SamplerKind::Ddpm => Sampler::Ddpm(DdpmOptions {
+        SamplerKind::Ddpm => SamplerSpec::Ddpm(DdpmOptions {
             variance: match s.variance {
                 VarianceKind::Beta => DdpmVariance::Beta,
                 VarianceKind::BetaTilde => DdpmVariance::BetaTilde,
             },
             clip_x0: clip,
         }),
-        SamplerKind::Ddim => Sampler::Ddim(DdimOptions {
-            steps: match s.steps {
-                Some(v) => positive("steps", v)?,
-                None => 50.min(schedule.len()),
-            },
+        SamplerKind::Ddim => SamplerSpec::Ddim(DdimOptions {
+            steps: steps(50.min(schedule.len()))?,
             eta: finite("eta", s.eta, false)?,
             spacing: match s.timestep_spacing {
                 SpacingKind::Leading => TimestepSpacing::Leading,
@@ -93,57 +112,79 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
             },
             clip_x0: clip,
         }),
+        SamplerKind::Langevin => SamplerSpec::Langevin {
+            levels: s.levels,
+            sigma_min: None,
+            steps_per_level: s.steps_per_level.max(1),
+            step_eps: finite("step-eps", s.step_eps, true)?,
+            final_denoise: denoise,
+        },
+        SamplerKind::EulerMaruyama => SamplerSpec::EulerMaruyama { steps: steps(500)?, eps, denoise },
+        SamplerKind::Pc => SamplerSpec::Pc {
+            steps: steps(500)?,
+            snr,
+            corrector_steps: s.corrector_steps,
+            predictor: rediffuse_sample::continuous::Predictor::ReverseDiffusion,
+            eps,
+            denoise,
+        },
+        SamplerKind::OdeEuler => SamplerSpec::OdeEuler { steps: steps(200)?, eps, denoise },
+        SamplerKind::OdeHeun => SamplerSpec::OdeHeun { steps: steps(50)?, eps, denoise },
+        SamplerKind::OdeRk45 => SamplerSpec::OdeRk45 { rtol, atol, eps, denoise },
+        SamplerKind::DpmSolver => {
+            if !(1..=3).contains(&s.order) {
+                bail!("--order must be 1, 2 or 3, got {}", s.order);
+            }
+            SamplerSpec::DpmSolver { steps: steps(20)?, order: s.order }
+        }
+        SamplerKind::DpmPp2m => SamplerSpec::DpmPp2m { steps: steps(20)? },
+        SamplerKind::DpmPp3m => SamplerSpec::DpmPp3m { steps: steps(20)? },
+        SamplerKind::EdmHeun => SamplerSpec::EdmHeun { steps: steps(18)?, rho },
+        SamplerKind::EdmStochastic => SamplerSpec::EdmStochastic {
+            steps: steps(18)?,
+            rho,
+            s_churn: finite("s-churn", s.s_churn, false)?,
+            s_tmin: finite("s-tmin", s.s_tmin, false)?,
+            s_tmax: if s.s_tmax.is_nan() || s.s_tmax < 0.0 {
+                bail!("--s-tmax must be >= 0, got {}", s.s_tmax)
+            } else {
+                s.s_tmax
+            },
+            s_noise: finite("s-noise", s.s_noise, false)?,
+        },
     })
 }
 
-impl Sampler {
-    pub fn num_steps(&self, schedule: &DiffusionSchedule) -> usize {
-        match self {
-            Sampler::Ddpm(_) => schedule.len(),
-            Sampler::Ddim(o) => o.steps,
-        }
-    }
-
-    /// Sample one batch from `x_t`.
-    pub fn run(
-        &self,
-        model: &Model,
-        x_t: Tensor,
-        noise: &mut NoiseSource,
-        on_step: Option<&mut dyn FnMut(&StepInfo)>,
-    ) -> Result<Tensor> {
-        Ok(match self {
-            Sampler::Ddpm(o) => ddpm_sample(&*model.denoiser, &model.schedule, x_t, o, noise, on_step)?,
-            Sampler::Ddim(o) => ddim_sample(&*model.denoiser, &model.schedule, x_t, o, noise, on_step)?,
-        })
-    }
-}
-
 /// Generate `n` samples in batches; sample `k` uses noise stream `k` of `seed`.
+/// `on_batch_step` sees every step of the first batch (for the denoising strip).
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &Model,
-    sampler: &Sampler,
+    spec: &SamplerSpec,
     n: usize,
     seed: u64,
     batch_size: usize,
     init: Option<&Tensor>,
     quiet: bool,
-) -> Result<Tensor> {
+    mut on_first_batch: Option<&mut dyn FnMut(&Progress)>,
+) -> Result<(Tensor, usize)> {
     let device = Device::Cpu;
-    let steps = sampler.num_steps(&model.schedule) as u64;
-    let bar = progress::bar(steps * n as u64, quiet, "sample");
+    let sm = model.sample_model()?;
+    let bar = progress::bar(n as u64, quiet, "sample");
     let mut out = Vec::new();
+    let mut nfe = 0;
     for (start, count) in batches(n, batch_size) {
         let mut noise = NoiseSource::new(seed, start as u64, count);
-        let x_t = match init {
-            Some(x) => x.narrow(0, start, count)?,
-            None => noise.randn(&model.sample_shape, &device)?,
-        };
-        let mut tick = |_: &StepInfo| bar.inc(count as u64);
-        out.push(sampler.run(model, x_t, &mut noise, Some(&mut tick))?);
+        let init_batch = init.map(|x| x.narrow(0, start, count)).transpose()?;
+        let cb = on_first_batch.take();
+        let (x0, stats) =
+            sample(spec, &sm, init_batch.as_ref(), &model.sample_shape, &device, &mut noise, cb)?;
+        nfe = stats.nfe;
+        out.push(x0);
+        bar.inc(count as u64);
     }
     bar.finish_and_clear();
-    Ok(Tensor::cat(&out, 0)?)
+    Ok((Tensor::cat(&out, 0)?, nfe))
 }
 
 /// A picture of samples: scatter plot for 2-D points, a grid for images.
@@ -154,9 +195,10 @@ pub fn picture(x: &Tensor, png: &Path, reference: Option<&Tensor>) -> Result<()>
             let refp = reference.map(to_points).transpose()?;
             rediffuse_eval::plot::scatter_png(png, &pts, refp.as_deref(), "samples")?;
         }
-        [n, _, _, _] => {
+        [n, _, h, _] => {
             let nrow = (*n as f64).sqrt().ceil() as usize;
-            rediffuse_eval::grid::image_grid_png(png, x, nrow.max(1), 4, 1)?;
+            let scale = (64 / (*h).max(1)).clamp(1, 8);
+            rediffuse_eval::grid::image_grid_png(png, x, nrow.max(1), scale, 2)?;
         }
         other => bail!("--png needs 2-D points or N×C×H×W images, got shape {other:?}"),
     }
@@ -164,7 +206,7 @@ pub fn picture(x: &Tensor, png: &Path, reference: Option<&Tensor>) -> Result<()>
 }
 
 fn to_points(x: &Tensor) -> Result<Vec<[f64; 2]>> {
-    let v: Vec<Vec<f32>> = x.to_vec2()?;
+    let v: Vec<Vec<f32>> = x.to_dtype(candle_core::DType::F32)?.to_vec2()?;
     Ok(v.into_iter().map(|r| [r[0] as f64, r[1] as f64]).collect())
 }
 
@@ -180,7 +222,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         _ => bail!("give exactly one of --run RUN_DIR or --analytic KIND:ARG"),
     };
     let image = model.sample_shape.len() == 3;
-    let sampler = sampler_of(&a.sampler, &model.schedule, image)?;
+    let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     let init = match &a.init_noise {
         Some(p) => {
             let x = read_npy_tensor(p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
@@ -198,14 +240,21 @@ pub fn run(a: SampleArgs) -> Result<()> {
         }
         None => None,
     };
-    let x0 = generate(&model, &sampler, n, a.seed, a.batch_size.max(1), init.as_ref(), a.quiet)?;
+    let start = std::time::Instant::now();
+    let (x0, nfe) = generate(&model, &spec, n, a.seed, a.batch_size.max(1), init.as_ref(), a.quiet, None)?;
     let dtype = if a.f64 { NpyDtype::F64 } else { NpyDtype::F32 };
     write_npy_tensor(&a.out, &x0, dtype).with_context(|| format!("writing {}", a.out.display()))?;
     if let Some(png) = &a.png {
         picture(&x0, png, None)?;
     }
     if !a.quiet {
-        eprintln!("wrote {n} samples {:?} to {}", x0.dims(), a.out.display());
+        eprintln!(
+            "wrote {n} samples {:?} to {} ({}, {nfe} model evaluations per batch, {:.1} s)",
+            x0.dims(),
+            a.out.display(),
+            spec.name(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }

@@ -56,21 +56,26 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     if let Some(d) = &a.data {
         cfg.data = d.clone();
     }
-    if let Some(MethodKind::Ddpm) = a.method {
-        // the only discrete method so far; kept for symmetry with other methods
+    if let Some(m) = a.method {
+        if m != MethodKind::Ddpm || !matches!(cfg.method, Method::Ddpm { .. }) {
+            cfg.method = Method::preset(m.name()).with_context(|| format!("unknown method {}", m.name()))?;
+        }
     }
-    let Method::Ddpm { schedule, timesteps, prediction, zero_terminal_snr } = &mut cfg.method;
-    if let Some(s) = a.schedule {
-        *schedule = schedule_of(s);
-    }
-    if let Some(t) = a.timesteps {
-        *timesteps = t;
-    }
-    if let Some(p) = a.prediction {
-        *prediction = prediction_of(p);
-    }
-    if a.zero_terminal_snr {
-        *zero_terminal_snr = true;
+    if let Method::Ddpm { schedule, timesteps, prediction, zero_terminal_snr } = &mut cfg.method {
+        if let Some(s) = a.schedule {
+            *schedule = schedule_of(s);
+        }
+        if let Some(t) = a.timesteps {
+            *timesteps = t;
+        }
+        if let Some(p) = a.prediction {
+            *prediction = prediction_of(p);
+        }
+        if a.zero_terminal_snr {
+            *zero_terminal_snr = true;
+        }
+    } else if a.schedule.is_some() || a.timesteps.is_some() || a.prediction.is_some() || a.zero_terminal_snr {
+        bail!("--schedule, --timesteps, --prediction and --zero-terminal-snr apply to --method ddpm only");
     }
     if let Some(v) = a.steps {
         cfg.steps = positive("steps", v)?;
