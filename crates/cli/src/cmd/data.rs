@@ -69,8 +69,15 @@ pub fn default_unet(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
     };
     let mut cfg = match name.as_str() {
         "digits" => UnetConfig::digits(),
-        "mnist" => UnetConfig::mnist(),
-        "fashion-mnist" => UnetConfig::fashion_mnist(),
+        // one ResBlock per level and attention only in the middle: the 0.79 M-parameter
+        // network of the speed benchmark, which trains ~2x faster than `UnetConfig::mnist()`
+        "mnist" | "fashion-mnist" => UnetConfig {
+            num_res_blocks: 1,
+            attention_resolutions: vec![],
+            num_heads: 1,
+            groups: 8,
+            ..UnetConfig::mnist()
+        },
         "cifar10" => UnetConfig::cifar10(),
         "folder" => UnetConfig::cifar10(),
         other => bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)"),
@@ -85,7 +92,7 @@ pub fn default_unet(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
 pub fn apply_preset(cfg: &mut TrainConfig, preset: &str) -> Result<()> {
     let (steps, batch, lr, warmup) = match preset {
         "digits" => (3000, 128, 2e-3, 200),
-        "mnist" | "fashion-mnist" => (6000, 64, 1e-3, 200),
+        "mnist" | "fashion-mnist" => (4000, 64, 1e-3, 200),
         "cifar10" => (20000, 64, 5e-4, 500),
         other => bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)"),
     };
