@@ -5,7 +5,6 @@
 //! quantity (denoiser, log-density, probability-flow trajectory) is diagonal.
 
 use super::error::{ContinuousError, Result};
-use super::linalg::symmetric_eigen;
 use super::view::{per_sample, SigmaDenoiser};
 use candle_core::{DType, Tensor};
 use rediffuse_core::sde::{DiscreteSigmas, Sde};
@@ -28,7 +27,19 @@ impl GaussianData {
         if mean.iter().any(|v| !v.is_finite()) {
             return Err(ContinuousError::invalid("mean", "must be finite"));
         }
-        let (eigvals, eigvecs) = symmetric_eigen(&cov, d)?;
+        if cov.iter().any(|v| !v.is_finite()) {
+            return Err(ContinuousError::invalid("cov", "contains non-finite entries"));
+        }
+        for i in 0..d {
+            for j in 0..i {
+                let (x, y) = (cov[i * d + j], cov[j * d + i]);
+                if (x - y).abs() > 1e-9 * (1.0 + x.abs().max(y.abs())) {
+                    return Err(ContinuousError::invalid("cov", "is not symmetric"));
+                }
+            }
+        }
+        let eig = rediffuse_core::analytic::linalg::symmetric_eigen(&cov, d).map_err(CoreError::from)?;
+        let (eigvals, eigvecs) = (eig.values, eig.vectors);
         if eigvals.iter().any(|&l| l <= 0.0) {
             return Err(ContinuousError::invalid("cov", "must be positive definite"));
         }

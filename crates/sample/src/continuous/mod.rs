@@ -8,7 +8,6 @@ pub mod edm;
 pub mod error;
 pub mod langevin;
 pub mod likelihood;
-pub mod linalg;
 pub mod losses;
 pub mod ode;
 pub mod rk45;
