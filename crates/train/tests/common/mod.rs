@@ -32,13 +32,12 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 
 pub fn small_config(steps: usize) -> TrainConfig {
     let model = ModelConfig::Mlp(MlpConfig { data_dim: 2, hidden: 64, layers: 2, time_embed_dim: 16 });
-    let method =
-        Method::Ddpm {
-            schedule: BetaSchedule::linear(),
-            timesteps: 100,
-            prediction: Prediction::Epsilon,
-            zero_terminal_snr: false,
-        };
+    let method = Method::Ddpm {
+        schedule: BetaSchedule::linear(),
+        timesteps: 100,
+        prediction: Prediction::Epsilon,
+        zero_terminal_snr: false,
+    };
     let mut c = TrainConfig::new("gaussian-mixture", model, method);
     c.steps = steps;
     c.batch_size = 64;
