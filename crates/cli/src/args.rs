@@ -18,6 +18,8 @@ pub enum Command {
     Sample(SampleArgs),
     /// Evaluate samples against data.
     Eval(EvalArgs),
+    /// Train the small CNN classifier used as feature network for FID/KID/IS on grey images.
+    TrainClassifier(TrainClassifierArgs),
     /// Data sets: export to .npy, fetch standard sets.
     Data {
         #[command(subcommand)]
@@ -295,29 +297,93 @@ pub enum MetricKind {
     Mmd,
     /// Energy distance.
     Energy,
+    /// Fréchet distance of feature moments (needs --features; --data or --stats).
+    Fid,
+    /// Kernel Inception Distance, unbiased, mean ± std over subsets (needs --features, --data).
+    Kid,
+    /// Inception Score of the samples alone (needs --features with class logits).
+    Is,
+    /// Improved precision and recall with k-NN manifolds (needs --features, --data).
+    Prd,
+    /// Fraction of samples much closer to one training image than to any other (--data = training set).
+    Memorization,
 }
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Samples to evaluate (.npy).
+    /// Samples to evaluate (.npy, N×D or N×C×H×W in [-1, 1]).
     #[arg(long)]
     pub samples: PathBuf,
-    /// Reference data (name or .npy).
+    /// Reference data (name or .npy); for memorization the training set.
     #[arg(long)]
-    pub data: String,
+    pub data: Option<String>,
+    /// Reference feature statistics saved with --save-stats (FID only), instead of --data.
+    #[arg(long, conflicts_with = "data")]
+    pub stats: Option<PathBuf>,
+    /// Save the reference feature statistics computed from --data to this file (FID).
+    #[arg(long, requires = "data")]
+    pub save_stats: Option<PathBuf>,
     #[arg(long, value_enum)]
     pub metric: MetricKind,
-    /// Reference points drawn from a generated data set (default: as many as samples).
+    /// Feature network: inception:WEIGHTS.safetensors | classifier:DIR | raw
+    /// (memorization defaults to raw).
+    #[arg(long)]
+    pub features: Option<String>,
+    /// Reference points drawn from the data (default: as many as samples; all training images
+    /// for memorization). For feature metrics also the number of samples used (the first N).
     #[arg(long)]
     pub n: Option<usize>,
-    /// Seed of the reference draw for generated sets (held-out by default).
+    /// Seed of the reference draw for generated sets (held-out by default), of KID subsets
+    /// and of the Inception Score's shuffle.
     #[arg(long, default_value_t = 1_000_003)]
     pub seed: u64,
     /// Random projections for SWD.
     #[arg(long, default_value_t = 256)]
     pub projections: usize,
+    /// Images per feature-network batch.
+    #[arg(long, default_value_t = 50)]
+    pub batch_size: usize,
+    /// KID: number of random subsets.
+    #[arg(long, default_value_t = 100)]
+    pub kid_subsets: usize,
+    /// KID: subset size (capped at the sample counts).
+    #[arg(long, default_value_t = 1000)]
+    pub kid_subset_size: usize,
+    /// Inception Score: number of splits.
+    #[arg(long, default_value_t = 10)]
+    pub splits: usize,
+    /// Precision/recall: k of the k-NN manifolds.
+    #[arg(long, default_value_t = 3)]
+    pub k: usize,
+    /// Memorization: near-copy threshold on d(NN1)/d(NN2).
+    #[arg(long, default_value_t = 1.0 / 3.0)]
+    pub threshold: f64,
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainClassifierArgs {
+    /// Labelled image set: digits (8×8; digits:16), mnist[:DIR], fashion-mnist[:DIR].
+    #[arg(long)]
+    pub data: String,
+    /// Output folder (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, allow_negative_numbers = true)]
+    pub steps: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch_size: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub warmup_steps: Option<i64>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]

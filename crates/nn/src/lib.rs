@@ -1,6 +1,7 @@
 //! rediffuse-nn: networks (time-conditioned MLP, U-Net) and the CPU kernels
 //! they run on. Depends only on rediffuse-core and candle.
 
+pub mod classifier;
 pub mod embedding;
 pub mod error;
 pub mod mlp;
@@ -9,6 +10,7 @@ pub mod net;
 pub mod ops;
 pub mod unet;
 
+pub use classifier::{Classifier, ClassifierConfig, ClassifierOutput};
 pub use embedding::{timestep_embedding, SinusoidalEmbedding};
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};

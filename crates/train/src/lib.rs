@@ -5,6 +5,7 @@
 
 pub mod batcher;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
 pub mod ema;
 pub mod error;

@@ -11,12 +11,19 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if crate::cmd::features::is_feature_metric(a.metric) {
+        return crate::cmd::features::run(&a);
+    }
+    if a.features.is_some() || a.stats.is_some() || a.save_stats.is_some() {
+        bail!("--features/--stats/--save-stats apply to --metric fid|kid|is|prd|memorization");
+    }
+    let data = a.data.as_deref().context("--data is required")?;
     let device = Device::Cpu;
     let samples =
         read_npy_tensor(&a.samples, &device).with_context(|| format!("reading {}", a.samples.display()))?;
     let n_samples = samples.dim(0)?;
     let n_ref = a.n.unwrap_or(n_samples);
-    let reference = crate::cmd::data::load(&a.data, Some(n_ref), a.seed, &device)?;
+    let reference = crate::cmd::data::load(data, Some(n_ref), a.seed, &device)?;
     if samples.dims()[1..] != reference.dims()[1..] {
         bail!(
             "samples have shape {:?} per row but the data {:?}",
@@ -37,6 +44,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             ("mmd", r.value, json!({"bandwidth": r.bandwidth}))
         }
         MetricKind::Energy => ("energy", energy_distance(&x, &y, d)?, json!({})),
+        other => bail!("--metric {other:?} is computed from features"),
     };
     println!("{name}: {value:.6}");
     if let Some(path) = &a.json {

@@ -1,7 +1,9 @@
 //! One module per subcommand.
 
+pub mod classifier;
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod features;
 pub mod sample;
 pub mod train;

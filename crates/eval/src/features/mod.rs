@@ -1,16 +1,17 @@
 //! Feature-based sample-quality metrics: FID, KID, Inception Score, precision/recall and a
 //! memorisation check, computed from the features of a [`FeatureExtractor`].
 //!
-//! Extractors: [`RawFeatures`] (flattened values) and [`InceptionV3Fid`] (pytorch-fid's
-//! Inception-v3, pool3 features and fc logits). Any other network — for example the small
-//! classifier rediffuse trains for grey-scale datasets — plugs in by implementing
-//! [`FeatureExtractor`]: return its penultimate activations from `features` and its class
-//! logits from `logits`, and give it a stable `id` so saved statistics are never compared
-//! across networks.
+//! Extractors: [`RawFeatures`] (flattened values), [`InceptionV3Fid`] (pytorch-fid's
+//! Inception-v3, pool3 features and fc logits) and [`ClassifierFeatures`] (the small CNN
+//! classifier rediffuse trains for grey-scale data sets: penultimate features and logits).
+//! Any other network plugs in by implementing [`FeatureExtractor`]: return its penultimate
+//! activations from `features` and its class logits from `logits`, and give it a stable `id`
+//! so saved statistics are never compared across networks.
 //!
 //! All metrics work on f64 [`FeatureMatrix`] values with their own linear algebra
 //! ([`linalg`]): no LAPACK.
 
+pub mod classifier;
 pub mod error;
 pub mod fid;
 pub mod inception;
@@ -24,6 +25,7 @@ pub mod prd;
 pub mod raw;
 pub mod stats;
 
+pub use classifier::ClassifierFeatures;
 pub use error::{FeatureError, Result};
 pub use fid::{fid, fid_from_moments};
 pub use inception::InceptionV3Fid;

@@ -1,0 +1,133 @@
+//! `rediffuse train-classifier`: train the feature network for FID/KID/IS on a labelled
+//! grey-scale image set and report its test accuracy.
+
+use crate::args::TrainClassifierArgs;
+use crate::cmd::data::{parse, Data};
+use crate::io::{finite, non_negative, positive};
+use crate::progress;
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use rediffuse_data::images::{gather, ImageDataset, ImageSpec, Split};
+use rediffuse_nn::classifier::ClassifierConfig;
+use rediffuse_train::classifier::{
+    accuracy, holdout_split, prepare_classifier_dir, save_classifier, train_classifier, ClassifierFile,
+    ClassifierMetrics, ClassifierTrainConfig, LabeledImages, CLASSIFIER_FORMAT,
+};
+use std::time::Instant;
+
+/// Fraction of the digits held out for testing (they have no test split).
+const DIGITS_TEST_FRACTION: f64 = 0.2;
+
+/// Default optimisation settings per data set (measured: digits ≥ 99 %, MNIST ≥ 99 %).
+fn defaults(spec: &ImageSpec, seed: u64) -> ClassifierTrainConfig {
+    match spec {
+        ImageSpec::Digits { .. } => ClassifierTrainConfig {
+            steps: 400,
+            batch_size: 64,
+            lr: 3e-3,
+            warmup_steps: 20,
+            weight_decay: 1e-4,
+            seed,
+        },
+        _ => ClassifierTrainConfig {
+            steps: 1500,
+            batch_size: 128,
+            lr: 2e-3,
+            warmup_steps: 100,
+            weight_decay: 1e-4,
+            seed,
+        },
+    }
+}
+
+fn labelled(ds: &dyn ImageDataset, what: &str) -> Result<LabeledImages> {
+    let classes = ds.num_classes().with_context(|| format!("the {what} images have no labels"))?;
+    let all: Vec<usize> = (0..ds.len()).collect();
+    let batch = gather(ds, &all, &Device::Cpu)?;
+    let labels = batch.labels.with_context(|| format!("the {what} images have no labels"))?;
+    Ok(LabeledImages::from_label_tensor(batch.images, &labels, classes)?)
+}
+
+pub fn run(a: TrainClassifierArgs) -> Result<()> {
+    let spec = match parse(&a.data)? {
+        Data::Images(s) => s,
+        Data::Plain(_) => bail!("--data must be a labelled image set (digits, mnist, fashion-mnist)"),
+    };
+    if matches!(spec, ImageSpec::Folder { .. }) {
+        bail!("--data {}: a folder of images has no labels", a.data);
+    }
+    let mut cfg = defaults(&spec, a.seed);
+    if let Some(v) = a.steps {
+        cfg.steps = positive("steps", v)?;
+    }
+    if let Some(v) = a.batch_size {
+        cfg.batch_size = positive("batch-size", v)?;
+    }
+    if let Some(v) = a.lr {
+        cfg.lr = finite("lr", v, true)?;
+    }
+    if let Some(v) = a.weight_decay {
+        cfg.weight_decay = finite("weight-decay", v, false)?;
+    }
+    if let Some(v) = a.warmup_steps {
+        cfg.warmup_steps = non_negative("warmup-steps", v)?;
+    }
+    cfg.validate()?;
+    prepare_classifier_dir(&a.out)?;
+
+    let load_hint =
+        || format!("loading {} (for MNIST/Fashion-MNIST run `rediffuse data fetch` first)", a.data);
+    let train_ds = spec.open(Split::Train).with_context(load_hint)?;
+    let all = labelled(train_ds.as_ref(), "training")?;
+    let (train, test, test_source) = if let ImageSpec::Digits { .. } = spec {
+        let (tr, te) = holdout_split(all.len(), DIGITS_TEST_FRACTION, a.seed)?;
+        let source = format!("seeded hold-out of {:.0}% (seed {})", DIGITS_TEST_FRACTION * 100.0, a.seed);
+        (all.select(&tr)?, all.select(&te)?, source)
+    } else {
+        let test_ds = spec.open(Split::Test).with_context(load_hint)?;
+        (all, labelled(test_ds.as_ref(), "test")?, "test split".to_string())
+    };
+    let [c, h, w] = train.image_shape();
+    if h != w {
+        bail!("the classifier takes square images, {} has {h}×{w}", a.data);
+    }
+    let model = ClassifierConfig::new(c, h, train.num_classes());
+    if !a.quiet {
+        eprintln!(
+            "training classifier on {} ({} train, {} test images, {} parameters, {} steps)",
+            a.data,
+            train.len(),
+            test.len(),
+            model.param_count(),
+            cfg.steps
+        );
+    }
+    let bar = progress::bar(cfg.steps as u64, a.quiet, "classifier");
+    let started = Instant::now();
+    let trained = train_classifier(&model, &cfg, &train, &Device::Cpu, &mut |s| {
+        bar.set_position(s.step as u64);
+        if s.step % 10 == 0 {
+            bar.set_message(format!("loss {:.4}", s.loss));
+        }
+    })?;
+    bar.finish_and_clear();
+    let train_seconds = started.elapsed().as_secs_f64();
+    let metrics = ClassifierMetrics {
+        test_accuracy: accuracy(&trained.model, &test, 500)?,
+        train_accuracy: accuracy(&trained.model, &train, 500)?,
+        n_train: train.len(),
+        n_test: test.len(),
+        test_source,
+        steps: cfg.steps,
+        final_loss: trained.final_loss,
+        train_seconds,
+    };
+    let file = ClassifierFile { format: CLASSIFIER_FORMAT.into(), data: a.data.clone(), model, train: cfg };
+    save_classifier(&a.out, &trained, &file, &metrics)?;
+    println!(
+        "test accuracy: {:.4} ({} images, {}); train accuracy {:.4}; {:.0} s",
+        metrics.test_accuracy, metrics.n_test, metrics.test_source, metrics.train_accuracy, train_seconds
+    );
+    eprintln!("wrote {}", a.out.display());
+    Ok(())
+}
