@@ -2,7 +2,7 @@
 
 Run with the project venv (needs torch, torchvision, pytorch-fid, numpy, safetensors):
 
-    /work/venv/bin/python crates/eval/tests/golden/make_inception_golden.py
+    python3 crates/eval/tests/golden/make_inception_golden.py
 
 The weights follow a deterministic formula (documented in the JSON and in
 crates/eval/src/features/inception/synthetic.rs) so the Rust test can regenerate them

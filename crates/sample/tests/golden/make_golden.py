@@ -1,7 +1,7 @@
 """Golden trajectories of diffusers' DPMSolverMultistepScheduler (default settings) and
 DDIMScheduler (clip_sample=False, otherwise default) for a fixed closed-form epsilon "model".
 
-Run:  /work/venv/bin/python crates/sample/tests/golden/make_golden.py
+Run:  python3 crates/sample/tests/golden/make_golden.py
 Writes crates/sample/tests/golden/diffusers_golden.json, read by
 crates/sample/tests/continuous_golden.rs.
 
