@@ -16,7 +16,8 @@ use rediffuse_train::{
 };
 
 fn small(method: Method, steps: usize) -> TrainConfig {
-    let model = ModelConfig::Mlp(MlpConfig { data_dim: 2, hidden: 32, layers: 1, time_embed_dim: 16 });
+    let model =
+        ModelConfig::Mlp(MlpConfig { hidden: 32, layers: 1, time_embed_dim: 16, ..MlpConfig::new(2) });
     let mut c = TrainConfig::new("moons", model, method);
     c.steps = steps;
     c.batch_size = 32;
