@@ -37,6 +37,8 @@ pub enum ModelKind {
 pub enum MethodKind {
     /// Discrete DDPM with L_simple.
     Ddpm,
+    /// Improved DDPM: learned variances, hybrid loss, cosine schedule (sets learn_sigma).
+    Iddpm,
     /// Noise-conditional score network (multi-σ denoising score matching).
     Ncsn,
     /// Score SDE, variance preserving.
@@ -53,6 +55,7 @@ impl MethodKind {
     pub fn name(self) -> &'static str {
         match self {
             MethodKind::Ddpm => "ddpm",
+            MethodKind::Iddpm => "iddpm",
             MethodKind::Ncsn => "ncsn",
             MethodKind::VpSde => "vp-sde",
             MethodKind::VeSde => "ve-sde",
@@ -99,6 +102,9 @@ pub struct TrainArgs {
     pub timesteps: Option<usize>,
     #[arg(long, value_enum)]
     pub prediction: Option<PredictionKind>,
+    /// iDDPM: sample timesteps by importance, p_t ∝ √E[L_t²] (iDDPM §3.3).
+    #[arg(long)]
+    pub importance_sampling: bool,
     /// Number of optimisation steps (in total, also when resuming).
     #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<i64>,
@@ -144,6 +150,8 @@ pub enum SamplerKind {
     Ddpm,
     /// DDIM on a timestep subsequence (η, spacing).
     Ddim,
+    /// DDPM ancestral sampling with iDDPM's learned variances (iddpm runs); --steps K respaces.
+    DdpmLearned,
     /// Annealed Langevin dynamics (NCSN).
     Langevin,
     /// Reverse-SDE Euler–Maruyama.
@@ -189,7 +197,8 @@ pub enum VarianceKind {
 pub struct SamplerArgs {
     #[arg(long, value_enum, default_value = "ddim")]
     pub sampler: SamplerKind,
-    /// Sampling steps (DDIM); DDPM always uses all T steps.
+    /// Sampling steps (DDIM, ddpm-learned respacing, SDE/ODE/DPM/EDM samplers); DDPM always uses
+    /// all T steps, ddpm-learned too unless given.
     #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<i64>,
     /// DDIM η (0 = deterministic, 1 = DDPM-like).
@@ -295,16 +304,36 @@ pub enum MetricKind {
     Mmd,
     /// Energy distance.
     Energy,
+    /// Negative log-likelihood bound in bits/dim of a discrete-time run (full ELBO over the test split).
+    Nll,
+    /// Probability-flow ODE negative log-likelihood of --samples (nats; bits/dim for images).
+    NllOde,
+}
+
+/// The SDE an analytic model is evaluated in (`--metric nll-ode --analytic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SdeKind {
+    VpSde,
+    VeSde,
+    SubvpSde,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DivergenceKind {
+    /// Exact trace of the Jacobian (one backward pass per dimension; low dimension).
+    Exact,
+    /// Hutchinson's estimator with Rademacher probes.
+    Hutchinson,
 }
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Samples to evaluate (.npy).
+    /// Samples to evaluate (.npy); for nll-ode the points whose likelihood is computed.
     #[arg(long)]
-    pub samples: PathBuf,
-    /// Reference data (name or .npy).
+    pub samples: Option<PathBuf>,
+    /// Reference data (name or .npy); for nll the data set whose test split is evaluated.
     #[arg(long)]
-    pub data: String,
+    pub data: Option<String>,
     #[arg(long, value_enum)]
     pub metric: MetricKind,
     /// Reference points drawn from a generated data set (default: as many as samples).
@@ -318,6 +347,37 @@ pub struct EvalArgs {
     pub projections: usize,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// nll, nll-ode: the run folder of the model.
+    #[arg(long, conflicts_with = "analytic")]
+    pub run: Option<PathBuf>,
+    /// nll, nll-ode: use the raw weights instead of their EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// nll-ode: an analytic model (gaussian:data.npy | gmm:spec.json | empirical:<data>) instead of --run.
+    #[arg(long)]
+    pub analytic: Option<String>,
+    /// nll-ode with --analytic: the SDE the analytic model is evaluated in.
+    #[arg(long, value_enum)]
+    pub method: Option<SdeKind>,
+    /// nll-ode: divergence of the probability-flow drift (default exact up to 64 dimensions).
+    #[arg(long, value_enum)]
+    pub divergence: Option<DivergenceKind>,
+    /// nll, nll-ode: examples evaluated at once (does not change the values).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// nll: evaluate only every K-th term past the first K (stratified; an estimate, not a bound).
+    #[arg(long)]
+    pub every: Option<usize>,
+    /// nll of a ddpm run: the fixed reverse variance (default beta); iddpm runs use their learned one.
+    #[arg(long, value_enum)]
+    pub variance: Option<VarianceKind>,
+    /// nll: number of data values in [-1, 1] (default 17 for digits, else the run's iddpm
+    /// data_levels, else 256).
+    #[arg(long)]
+    pub levels: Option<u32>,
+    /// nll: write the per-timestep terms (mean and std, bits/dim) to this CSV.
+    #[arg(long)]
+    pub terms: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

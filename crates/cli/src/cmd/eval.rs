@@ -11,12 +11,17 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if matches!(a.metric, MetricKind::Nll | MetricKind::NllOde) {
+        return crate::cmd::nll::run(&a);
+    }
     let device = Device::Cpu;
-    let samples =
-        read_npy_tensor(&a.samples, &device).with_context(|| format!("reading {}", a.samples.display()))?;
+    let samples_path = a.samples.as_ref().context("--samples is required for this metric")?;
+    let data = a.data.as_deref().context("--data is required for this metric")?;
+    let samples = read_npy_tensor(samples_path, &device)
+        .with_context(|| format!("reading {}", samples_path.display()))?;
     let n_samples = samples.dim(0)?;
     let n_ref = a.n.unwrap_or(n_samples);
-    let reference = crate::cmd::data::load(&a.data, Some(n_ref), a.seed, &device)?;
+    let reference = crate::cmd::data::load(data, Some(n_ref), a.seed, &device)?;
     if samples.dims()[1..] != reference.dims()[1..] {
         bail!(
             "samples have shape {:?} per row but the data {:?}",
@@ -37,6 +42,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             ("mmd", r.value, json!({"bandwidth": r.bandwidth}))
         }
         MetricKind::Energy => ("energy", energy_distance(&x, &y, d)?, json!({})),
+        MetricKind::Nll | MetricKind::NllOde => bail!("{:?} is handled by cmd::nll", a.metric),
     };
     println!("{name}: {value:.6}");
     if let Some(path) = &a.json {
@@ -45,7 +51,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "value": value,
             "n_samples": n_samples,
             "n_reference": reference.dim(0)?,
-            "data": a.data,
+            "data": data,
         });
         if let (Some(o), Some(e)) = (obj.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());

@@ -3,5 +3,7 @@
 pub mod data;
 pub mod demo;
 pub mod eval;
+pub mod iddpm;
+pub mod nll;
 pub mod sample;
 pub mod train;
