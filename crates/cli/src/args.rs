@@ -304,18 +304,23 @@ pub enum MetricKind {
     Mmd,
     /// Energy distance.
     Energy,
-    /// Negative log-likelihood bound in bits/dim of a discrete-time run (full ELBO over the test split).
+    /// Negative log-likelihood bound in bits/dim of a ddpm/iddpm --run (full ELBO over the test split
+    /// of --data; --n examples of a --seed permutation, --seed also seeds the noise).
     Nll,
-    /// Probability-flow ODE negative log-likelihood of --samples (nats; bits/dim for images).
+    /// Probability-flow ODE negative log-likelihood of the first --n rows of --samples under --run or
+    /// --analytic (nats; bits/dim for images).
     NllOde,
 }
 
 /// The SDE an analytic model is evaluated in (`--metric nll-ode --analytic`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SdeKind {
-    VpSde,
-    VeSde,
-    SubvpSde,
+    #[value(name = "vp-sde")]
+    Vp,
+    #[value(name = "ve-sde")]
+    Ve,
+    #[value(name = "subvp-sde")]
+    SubVp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -362,7 +367,8 @@ pub struct EvalArgs {
     /// nll-ode: divergence of the probability-flow drift (default exact up to 64 dimensions).
     #[arg(long, value_enum)]
     pub divergence: Option<DivergenceKind>,
-    /// nll, nll-ode: examples evaluated at once (does not change the values).
+    /// nll, nll-ode: examples evaluated at once (nll: does not change the values; nll-ode: the
+    /// adaptive ODE steps are shared by a batch, values change within the solver tolerance).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// nll: evaluate only every K-th term past the first K (stratified; an estimate, not a bound).

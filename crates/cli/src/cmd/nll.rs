@@ -171,9 +171,9 @@ fn nll(a: &EvalArgs) -> Result<()> {
 /// The SDE of `--method` for an analytic model.
 fn sde_of(kind: SdeKind) -> Sde {
     match kind {
-        SdeKind::VpSde => Sde::vp(),
-        SdeKind::VeSde => Sde::ve(),
-        SdeKind::SubvpSde => Sde::sub_vp(),
+        SdeKind::Vp => Sde::vp(),
+        SdeKind::Ve => Sde::ve(),
+        SdeKind::SubVp => Sde::sub_vp(),
     }
 }
 
