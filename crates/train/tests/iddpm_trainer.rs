@@ -217,3 +217,30 @@ max_beta = 0.999
     assert_eq!(Method::iddpm_default().name(), "iddpm");
     assert!(Method::iddpm_default().continuous_sde().is_err());
 }
+
+/// Without importance sampling, the batch loss of the iDDPM objective is the mean of its
+/// per-sample losses for the same draws, and a fixed-variance network is refused.
+#[test]
+fn iddpm_objective_batch_and_per_sample_agree() {
+    use rand::SeedableRng;
+    use rediffuse_train::Objective;
+    let cfg = iddpm_config(1, 100, IddpmConfig::default());
+    let obj = Objective::new(&cfg.method).unwrap();
+    assert!(obj.new_sampler().unwrap().is_none());
+    let vm = candle_nn::VarMap::new();
+    let net = cfg.model.build(candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let x0 = moons(32, 4);
+    let rng = || rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let per: f32 =
+        obj.loss_per_sample(net.as_ref(), &x0, &mut rng()).unwrap().mean_all().unwrap().to_scalar().unwrap();
+    let batch: f32 = obj.batch_loss(net.as_ref(), &x0, &mut rng(), None).unwrap().to_scalar().unwrap();
+    assert!((per - batch).abs() <= 1e-6 * per.abs(), "{per} vs {batch}");
+    assert!(per.is_finite() && per > 0.0);
+
+    let mut plain = cfg.model.clone();
+    plain.set_learn_sigma(false);
+    let vm = candle_nn::VarMap::new();
+    let net = plain.build(candle_nn::VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu)).unwrap();
+    let e = obj.batch_loss(net.as_ref(), &x0, &mut rng(), None).unwrap_err();
+    assert!(e.to_string().contains("learned-variance"), "{e}");
+}
