@@ -39,6 +39,8 @@ pub enum ModelKind {
 pub enum MethodKind {
     /// Discrete DDPM with L_simple.
     Ddpm,
+    /// Improved DDPM: learned variances, hybrid loss, cosine schedule (sets learn_sigma).
+    Iddpm,
     /// Noise-conditional score network (multi-σ denoising score matching).
     Ncsn,
     /// Score SDE, variance preserving.
@@ -55,6 +57,7 @@ impl MethodKind {
     pub fn name(self) -> &'static str {
         match self {
             MethodKind::Ddpm => "ddpm",
+            MethodKind::Iddpm => "iddpm",
             MethodKind::Ncsn => "ncsn",
             MethodKind::VpSde => "vp-sde",
             MethodKind::VeSde => "ve-sde",
@@ -101,6 +104,9 @@ pub struct TrainArgs {
     pub timesteps: Option<usize>,
     #[arg(long, value_enum)]
     pub prediction: Option<PredictionKind>,
+    /// iDDPM: sample timesteps by importance, p_t ∝ √E[L_t²] (iDDPM §3.3).
+    #[arg(long)]
+    pub importance_sampling: bool,
     /// Number of optimisation steps (in total, also when resuming).
     #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<i64>,
@@ -146,6 +152,8 @@ pub enum SamplerKind {
     Ddpm,
     /// DDIM on a timestep subsequence (η, spacing).
     Ddim,
+    /// DDPM ancestral sampling with iDDPM's learned variances (iddpm runs); --steps K respaces.
+    DdpmLearned,
     /// Annealed Langevin dynamics (NCSN).
     Langevin,
     /// Reverse-SDE Euler–Maruyama.
@@ -191,7 +199,8 @@ pub enum VarianceKind {
 pub struct SamplerArgs {
     #[arg(long, value_enum, default_value = "ddim")]
     pub sampler: SamplerKind,
-    /// Sampling steps (DDIM); DDPM always uses all T steps.
+    /// Sampling steps (DDIM, ddpm-learned respacing, SDE/ODE/DPM/EDM samplers); DDPM always uses
+    /// all T steps, ddpm-learned too unless given.
     #[arg(long, allow_negative_numbers = true)]
     pub steps: Option<i64>,
     /// DDIM η (0 = deterministic, 1 = DDPM-like).
@@ -307,13 +316,39 @@ pub enum MetricKind {
     Prd,
     /// Fraction of samples much closer to one training image than to any other (--data = training set).
     Memorization,
+    /// Negative log-likelihood bound in bits/dim of a ddpm/iddpm --run (full ELBO over the test split
+    /// of --data; --n examples of a --seed permutation, --seed also seeds the noise).
+    Nll,
+    /// Probability-flow ODE negative log-likelihood of the first --n rows of --samples under --run or
+    /// --analytic (nats; bits/dim for images).
+    NllOde,
+}
+
+/// The SDE an analytic model is evaluated in (`--metric nll-ode --analytic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SdeKind {
+    #[value(name = "vp-sde")]
+    Vp,
+    #[value(name = "ve-sde")]
+    Ve,
+    #[value(name = "subvp-sde")]
+    SubVp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DivergenceKind {
+    /// Exact trace of the Jacobian (one backward pass per dimension; low dimension).
+    Exact,
+    /// Hutchinson's estimator with Rademacher probes.
+    Hutchinson,
 }
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Samples to evaluate (.npy, N×D or N×C×H×W in [-1, 1]).
+    /// Samples to evaluate (.npy, N×D or N×C×H×W in [-1, 1]); for nll-ode the points whose
+    /// likelihood is computed.
     #[arg(long)]
-    pub samples: PathBuf,
+    pub samples: Option<PathBuf>,
     /// Reference data (name or .npy); for memorization the training set.
     #[arg(long)]
     pub data: Option<String>,
@@ -340,9 +375,6 @@ pub struct EvalArgs {
     /// Random projections for SWD.
     #[arg(long, default_value_t = 256)]
     pub projections: usize,
-    /// Images per feature-network batch.
-    #[arg(long, default_value_t = 50)]
-    pub batch_size: usize,
     /// KID: number of random subsets.
     #[arg(long, default_value_t = 100)]
     pub kid_subsets: usize,
@@ -360,6 +392,38 @@ pub struct EvalArgs {
     pub threshold: f64,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// nll, nll-ode: the run folder of the model.
+    #[arg(long, conflicts_with = "analytic")]
+    pub run: Option<PathBuf>,
+    /// nll, nll-ode: use the raw weights instead of their EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    /// nll-ode: an analytic model (gaussian:data.npy | gmm:spec.json | empirical:<data>) instead of --run.
+    #[arg(long)]
+    pub analytic: Option<String>,
+    /// nll-ode with --analytic: the SDE the analytic model is evaluated in.
+    #[arg(long, value_enum)]
+    pub method: Option<SdeKind>,
+    /// nll-ode: divergence of the probability-flow drift (default exact up to 64 dimensions).
+    #[arg(long, value_enum)]
+    pub divergence: Option<DivergenceKind>,
+    /// Examples per batch: images per feature-network batch; nll: does not change the values; nll-ode: the
+    /// adaptive ODE steps are shared by a batch, values change within the solver tolerance).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// nll: evaluate only every K-th term past the first K (stratified; an estimate, not a bound).
+    #[arg(long)]
+    pub every: Option<usize>,
+    /// nll of a ddpm run: the fixed reverse variance (default beta); iddpm runs use their learned one.
+    #[arg(long, value_enum)]
+    pub variance: Option<VarianceKind>,
+    /// nll: number of data values in [-1, 1] (default 17 for digits, else the run's iddpm
+    /// data_levels, else 256).
+    #[arg(long)]
+    pub levels: Option<u32>,
+    /// nll: write the per-timestep terms (mean and std, bits/dim) to this CSV.
+    #[arg(long)]
+    pub terms: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

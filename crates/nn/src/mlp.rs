@@ -4,8 +4,10 @@
 //! e    = W_t2·SiLU(W_t1·sinusoidal(t) + b_t1) + b_t2                 time embedding, [B, hidden]
 //! h_0  = W_in·[x, e] + b_in                                           [B, hidden]
 //! h_l  = h_{l−1} + W_l·SiLU(h_{l−1}) + b_l,  l = 1 … layers           residual blocks
-//! out  = W_out·SiLU(h_L) + b_out                                      [B, data_dim]
+//! out  = W_out·SiLU(h_L) + b_out                                      [B, data_dim·(1 + learn_sigma)]
 //! ```
+//! With `learn_sigma` the output has two halves (iDDPM, seed 002): the prediction `[:, :d]` and
+//! the variance interpolation v `[:, d:]` (see `rediffuse_core::vlb::VarianceMode::LearnedRange`).
 //! Parameter names (stable, used in checkpoints): `time_embed.linear_1.{weight,bias}`,
 //! `time_embed.linear_2.*`, `input.*`, `blocks.{l}.*` (l = 0 … layers−1), `output.*`.
 
@@ -41,6 +43,10 @@ pub struct MlpConfig {
     /// Dimension of the sinusoidal timestep embedding (default 64, >= 2).
     #[serde(default = "default_time_embed_dim")]
     pub time_embed_dim: usize,
+    /// Output `2 * data_dim` values: the prediction and iDDPM's variance interpolation v
+    /// (default false; omitted from configs when false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub learn_sigma: bool,
 }
 
 impl MlpConfig {
@@ -51,7 +57,13 @@ impl MlpConfig {
             hidden: default_hidden(),
             layers: default_layers(),
             time_embed_dim: default_time_embed_dim(),
+            learn_sigma: false,
         }
+    }
+
+    /// Width of the output: `data_dim`, doubled with `learn_sigma`.
+    pub fn out_dim(&self) -> usize {
+        self.data_dim * if self.learn_sigma { 2 } else { 1 }
     }
 
     pub fn validate(&self) -> std::result::Result<(), NnError> {
@@ -71,10 +83,11 @@ impl MlpConfig {
     }
 
     /// Number of trainable scalars:
-    /// `e·h + h + h² + h` (time MLP) `+ (d + h)·h + h` (input) `+ L·(h² + h)` (blocks) `+ h·d + d` (output).
+    /// `e·h + h + h² + h` (time MLP) `+ (d + h)·h + h` (input) `+ L·(h² + h)` (blocks) `+ h·o + o`
+    /// (output, o = [`MlpConfig::out_dim`]).
     pub fn param_count(&self) -> usize {
-        let (d, h, l, e) = (self.data_dim, self.hidden, self.layers, self.time_embed_dim);
-        e * h + h + h * h + h + (d + h) * h + h + l * (h * h + h) + h * d + d
+        let (d, h, l, e, o) = (self.data_dim, self.hidden, self.layers, self.time_embed_dim, self.out_dim());
+        e * h + h + h * h + h + (d + h) * h + h + l * (h * h + h) + h * o + o
     }
 
     /// Data samples must be vectors of length `data_dim`.
@@ -137,7 +150,7 @@ impl Mlp {
             time_2: Dense::new(te.pp("linear_2"), h, h)?,
             input: Dense::new(vb.pp("input"), d + h, h)?,
             blocks: (0..config.layers).map(|l| Dense::new(blocks_vb.pp(l), h, h)).collect::<Result<_>>()?,
-            output: Dense::new(vb.pp("output"), h, d)?,
+            output: Dense::new(vb.pp("output"), h, config.out_dim())?,
         })
     }
 
@@ -180,7 +193,7 @@ mod tests {
 
     #[test]
     fn shapes_and_param_count() {
-        let cfg = MlpConfig { data_dim: 3, hidden: 16, layers: 2, time_embed_dim: 8 };
+        let cfg = MlpConfig { data_dim: 3, hidden: 16, layers: 2, time_embed_dim: 8, learn_sigma: false };
         let (vm, m) = build(&cfg);
         // hand count: time 8·16+16 + 16·16+16, input 19·16+16, blocks 2·(256+16), output 16·3+3
         let hand = (128 + 16) + (256 + 16) + (19 * 16 + 16) + 2 * (256 + 16) + (48 + 3);
@@ -197,12 +210,25 @@ mod tests {
         // wrong shapes are errors, not panics
         assert!(m.forward(&Tensor::zeros((5, 2), DType::F32, &Device::Cpu).unwrap(), &t, false).is_err());
         assert!(m.forward(&x, &t.narrow(0, 0, 4).unwrap(), false).is_err());
+
+        // learn_sigma doubles the output layer only: 16·3 + 3 more parameters, output [5, 6]
+        let ls = MlpConfig { learn_sigma: true, ..cfg.clone() };
+        assert_eq!(ls.param_count(), hand + 16 * 3 + 3);
+        let (vm, m) = build(&ls);
+        let n: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(n, ls.param_count());
+        assert_eq!(m.forward(&x, &t, false).unwrap().dims(), &[5, 6]);
+        // the data shape stays [data_dim]; the flag is omitted from configs when false
+        assert!(ls.check_data_shape(&[3]).is_ok());
+        assert!(!serde_json::to_string(&cfg).unwrap().contains("learn_sigma"));
+        let back: MlpConfig = serde_json::from_str(&serde_json::to_string(&ls).unwrap()).unwrap();
+        assert_eq!(back, ls);
     }
 
     /// Every parameter receives a non-zero gradient from a squared-error loss.
     #[test]
     fn gradients_reach_every_parameter() {
-        let cfg = MlpConfig { data_dim: 2, hidden: 32, layers: 3, time_embed_dim: 16 };
+        let cfg = MlpConfig { data_dim: 2, hidden: 32, layers: 3, time_embed_dim: 16, learn_sigma: false };
         let (vm, m) = build(&cfg);
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1., (64, 2), &dev).unwrap();

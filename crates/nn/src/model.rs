@@ -64,6 +64,23 @@ impl ModelConfig {
         })
     }
 
+    /// Whether the network also outputs iDDPM's variance interpolation v (twice the data
+    /// channels; see `rediffuse_core::vlb::VarianceMode::LearnedRange`).
+    pub fn learn_sigma(&self) -> bool {
+        match self {
+            ModelConfig::Mlp(c) => c.learn_sigma,
+            ModelConfig::Unet(c) => c.learn_sigma,
+        }
+    }
+
+    /// Set [`ModelConfig::learn_sigma`].
+    pub fn set_learn_sigma(&mut self, on: bool) {
+        match self {
+            ModelConfig::Mlp(c) => c.learn_sigma = on,
+            ModelConfig::Unet(c) => c.learn_sigma = on,
+        }
+    }
+
     /// Shape of one data sample (without the batch dimension) the network takes.
     pub fn sample_shape(&self) -> Vec<usize> {
         match self {
@@ -93,7 +110,13 @@ mod tests {
 
     #[test]
     fn serde_round_trip_and_build() {
-        let m = ModelConfig::Mlp(MlpConfig { data_dim: 2, hidden: 8, layers: 1, time_embed_dim: 4 });
+        let m = ModelConfig::Mlp(MlpConfig {
+            data_dim: 2,
+            hidden: 8,
+            layers: 1,
+            time_embed_dim: 4,
+            learn_sigma: false,
+        });
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"kind\":\"mlp\""), "{json}");
         assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), m);

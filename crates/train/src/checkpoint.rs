@@ -9,6 +9,7 @@
 //!     ema.safetensors    EMA weights (same names)
 //!     optimizer.safetensors  AdamW state: m.<name>, v.<name>, step
 //!     state.json         TrainState: step, RNG, data order, EMA count, loss accumulator
+//!                        (and iDDPM's importance-sampler history)
 //! ```
 //! A checkpoint is staged in `checkpoint.tmp/` and swapped in with [`replace_dir`]; after a crash
 //! in the middle of the swap the complete previous checkpoint is found in `checkpoint.old/`.
@@ -16,6 +17,7 @@
 use crate::batcher::BatcherState;
 use crate::error::{Result, TrainError};
 use crate::fsutil::{replace_dir, save_safetensors_synced, sync_dir, write_atomic};
+use crate::iddpm::ImportanceSampler;
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -53,6 +55,10 @@ pub struct TrainState {
     pub loss_count: u64,
     /// Training seconds spent so far, over all sessions.
     pub elapsed_s: f64,
+    /// iDDPM's importance sampler (per-timestep loss history), when the run samples t by
+    /// importance; absent otherwise (and in checkpoints of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub importance_sampler: Option<ImportanceSampler>,
 }
 
 /// Tensors of one checkpoint.

@@ -1,18 +1,20 @@
 //! The configuration of a training run (`config.toml` of a run folder).
 
 use crate::error::{Result, TrainError};
+use crate::iddpm::IddpmConfig;
 use rediffuse_core::schedule::rescale_zero_terminal_snr;
 use rediffuse_core::sde::{EdmConfig, Sde};
+use rediffuse_core::vlb::VarianceMode;
 use rediffuse_core::{BetaSchedule, DiffusionSchedule, Prediction};
 use rediffuse_nn::{ModelConfig, NnError};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The diffusion method a network is trained for. Serialised with a `kind` tag
-/// (`ddpm`, `ncsn`, `score-sde`, `edm`).
+/// (`ddpm`, `iddpm`, `ncsn`, `score-sde`, `edm`).
 ///
 /// What the network receives as its time input (model time) is fixed per method:
-/// * `ddpm`: the timestep index i ∈ {0, …, T−1} (paper's t = i + 1);
+/// * `ddpm`, `iddpm`: the timestep index i ∈ {0, …, T−1} (paper's t = i + 1);
 /// * `ncsn`: the fractional level index counted from the smallest noise level,
 ///   τ(σ) = (L − 1)·ln(σ/σ_L)/ln(σ₁/σ_L) ∈ [0, L − 1], so σ_L ↦ 0 and σ₁ ↦ L − 1 (the paper's
 ///   level i has τ = L − i); see [`crate::objective::ncsn_model_time`];
@@ -30,6 +32,18 @@ pub enum Method {
         /// Rescale the betas to zero terminal SNR (ᾱ_T = 0).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         zero_terminal_snr: bool,
+    },
+    /// Improved DDPM (Nichol & Dhariwal 2021; seed 002 "iDDPM"): a discrete DDPM whose network also
+    /// outputs the variance interpolation v (`learn_sigma` models, 2C output channels), trained with
+    /// L_hybrid = L_simple + λ·L_vlb or L_vlb (`iddpm.objective`), optionally with importance-sampled
+    /// timesteps. Reverse variance Σ_θ = exp(v' log β_t + (1 − v') log β̃_t), v' = (v + 1)/2
+    /// ([`VarianceMode::LearnedRange`]).
+    Iddpm {
+        schedule: BetaSchedule,
+        timesteps: usize,
+        prediction: Prediction,
+        #[serde(default)]
+        iddpm: IddpmConfig,
     },
     /// NCSN (Song & Ermon 2019): `levels` geometric noise levels σ₁ = `sigma_max` > … > σ_L =
     /// `sigma_min`, multi-σ denoising score matching with λ(σ) = σ², written in ε form
@@ -53,6 +67,17 @@ impl Method {
         }
     }
 
+    /// iDDPM with the paper's cosine schedule, T = 1000, ε-prediction and the hybrid loss
+    /// (λ = 10⁻³, uniform timesteps; see [`IddpmConfig::default`]).
+    pub fn iddpm_default() -> Self {
+        Method::Iddpm {
+            schedule: BetaSchedule::cosine(),
+            timesteps: 1000,
+            prediction: Prediction::Epsilon,
+            iddpm: IddpmConfig::default(),
+        }
+    }
+
     /// NCSN with σ₁ = 10, σ_L = 0.01, L = 64 levels (σ₁ about the largest pairwise distance of
     /// unit-scale data, as NCSNv2 recommends; σ_L well below the data's fine structure).
     pub fn ncsn_default() -> Self {
@@ -70,13 +95,15 @@ impl Method {
     }
 
     /// The command-line names of the methods [`Method::preset`] knows.
-    pub const PRESET_NAMES: [&'static str; 6] = ["ddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm"];
+    pub const PRESET_NAMES: [&'static str; 7] =
+        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm"];
 
-    /// The default method of a command-line name: `ddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`
+    /// The default method of a command-line name: `ddpm`, `iddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`
     /// (score SDEs with the standard β ∈ [0.1, 20] or σ ∈ [0.01, 50]).
     pub fn preset(name: &str) -> Option<Self> {
         Some(match name {
             "ddpm" => Self::ddpm_default(),
+            "iddpm" => Self::iddpm_default(),
             "ncsn" => Self::ncsn_default(),
             "vp-sde" => Self::score_sde(Sde::vp()),
             "ve-sde" => Self::score_sde(Sde::ve()),
@@ -86,10 +113,11 @@ impl Method {
         })
     }
 
-    /// Short name (`ddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`).
+    /// Short name (`ddpm`, `iddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`).
     pub fn name(&self) -> &'static str {
         match self {
             Method::Ddpm { .. } => "ddpm",
+            Method::Iddpm { .. } => "iddpm",
             Method::Ncsn { .. } => "ncsn",
             Method::ScoreSde { sde: Sde::Vp { .. }, .. } => "vp-sde",
             Method::ScoreSde { sde: Sde::Ve { .. }, .. } => "ve-sde",
@@ -99,7 +127,7 @@ impl Method {
     }
 
     /// The discrete (DDPM-index) schedule that DDPM/DDIM samplers run on.
-    /// DDPM: its own schedule. Score SDE: [`Sde::discrete_schedule`] with 1000 steps (σ-space of the
+    /// DDPM, iDDPM: its own schedule. Score SDE: [`Sde::discrete_schedule`] with 1000 steps (σ-space of the
     /// SDE at t_i = (i + 1)/1000). NCSN and EDM: the same for the VE SDE spanning their σ range.
     /// Non-DDPM networks reach these samplers through `DiscreteView` (see `LoadedRun::discrete_denoiser`).
     pub fn schedule(&self) -> Result<DiffusionSchedule> {
@@ -109,16 +137,20 @@ impl Method {
                 let betas = if *zero_terminal_snr { rescale_zero_terminal_snr(&betas) } else { betas };
                 Ok(DiffusionSchedule::from_betas(betas)?)
             }
+            Method::Iddpm { schedule, timesteps, .. } => Ok(DiffusionSchedule::new(*schedule, *timesteps)?),
             _ => Ok(self.continuous_sde()?.discrete_schedule(DISCRETE_VIEW_STEPS)?),
         }
     }
 
     /// The SDE whose σ-space a continuous method lives in: the trained SDE, or VE over
-    /// [σ_min, σ_max] for NCSN and EDM. DDPM has none (error).
+    /// [σ_min, σ_max] for NCSN and EDM. DDPM and iDDPM have none (error).
     pub fn continuous_sde(&self) -> Result<Sde> {
         let sde = match self {
-            Method::Ddpm { .. } => {
-                return Err(TrainError::invalid("method", "DDPM is a discrete-time method (no SDE)"))
+            Method::Ddpm { .. } | Method::Iddpm { .. } => {
+                return Err(TrainError::invalid(
+                    "method",
+                    format!("{} is a discrete-time method (no SDE)", self.name()),
+                ))
             }
             Method::Ncsn { sigma_max, sigma_min, .. } => {
                 Sde::Ve { sigma_min: *sigma_min, sigma_max: *sigma_max }
@@ -130,18 +162,31 @@ impl Method {
         Ok(sde)
     }
 
-    /// What the raw network outputs: DDPM and score SDE as configured, NCSN ε. EDM's raw network
+    /// What the raw network outputs: DDPM, iDDPM (its mean half) and score SDE as configured, NCSN ε. EDM's raw network
     /// F is preconditioned (its output is no standard parameterisation; `EdmPrecond` turns it into
     /// x̂₀), so `Sample` is reported for it.
     pub fn prediction(&self) -> Prediction {
         match self {
-            Method::Ddpm { prediction, .. } | Method::ScoreSde { prediction, .. } => *prediction,
+            Method::Ddpm { prediction, .. }
+            | Method::Iddpm { prediction, .. }
+            | Method::ScoreSde { prediction, .. } => *prediction,
             Method::Ncsn { .. } => Prediction::Epsilon,
             Method::Edm(_) => Prediction::Sample,
         }
     }
 
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// The reverse variance Σ_θ of the trained model: [`VarianceMode::LearnedRange`] for iDDPM
+    /// (network output `[B, 2C, …]`), otherwise the fixed σ_t² = β_t of DDPM sampling
+    /// ([`VarianceMode::Beta`]; the network outputs `[B, C, …]`).
+    pub fn variance_mode(&self) -> VarianceMode {
+        match self {
+            Method::Iddpm { .. } => VarianceMode::LearnedRange,
+            _ => VarianceMode::Beta,
+        }
+    }
+
+    /// Check every value; errors name the field (prefix `method.`).
+    pub fn validate(&self) -> Result<()> {
         match self {
             Method::Ddpm { schedule, timesteps, .. } => {
                 if *timesteps == 0 {
@@ -149,6 +194,18 @@ impl Method {
                 }
                 DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| nested("method.schedule", e))?;
                 Ok(())
+            }
+            Method::Iddpm { schedule, timesteps, iddpm, .. } => {
+                if *timesteps == 0 {
+                    return Err(TrainError::invalid("method.timesteps", "must be >= 1"));
+                }
+                DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| nested("method.schedule", e))?;
+                iddpm.validate().map_err(|e| match e {
+                    TrainError::InvalidConfig { field, reason } => {
+                        TrainError::invalid(format!("method.{field}"), reason)
+                    }
+                    other => other,
+                })
             }
             Method::Ncsn { sigma_max, sigma_min, levels } => {
                 positive("method.sigma_max", *sigma_max)?;
@@ -325,7 +382,18 @@ impl TrainConfig {
             NnError::InvalidConfig { field, reason } => TrainError::invalid(format!("model.{field}"), reason),
             other => TrainError::invalid("model", other.to_string()),
         })?;
-        self.method.validate()
+        self.method.validate()?;
+        match (self.method.variance_mode().is_learned(), self.model.learn_sigma()) {
+            (true, false) => Err(TrainError::invalid(
+                "model.learn_sigma",
+                format!("method `{}` needs a network with learn_sigma = true", self.method.name()),
+            )),
+            (false, true) => Err(TrainError::invalid(
+                "model.learn_sigma",
+                format!("only iddpm trains a learned variance, not `{}`", self.method.name()),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Parse TOML text (does not validate).

@@ -109,7 +109,13 @@ mod tests {
 
     #[test]
     fn seeded_and_order_independent() {
-        let cfg = ModelConfig::Mlp(MlpConfig { data_dim: 2, hidden: 16, layers: 2, time_embed_dim: 8 });
+        let cfg = ModelConfig::Mlp(MlpConfig {
+            data_dim: 2,
+            hidden: 16,
+            layers: 2,
+            time_embed_dim: 8,
+            learn_sigma: false,
+        });
         let dev = Device::Cpu;
         let snapshot = |seed| {
             let vm = VarMap::new();

@@ -4,7 +4,7 @@
 //!
 //! The network's time input (model time) per method, shared with sampling through
 //! [`sampling_time_input`] and `LoadedRun::sigma_model`:
-//! * DDPM: timestep index i (DDPM Eq. 14, Algorithm 1);
+//! * DDPM, iDDPM: timestep index i (DDPM Eq. 14, Algorithm 1);
 //! * NCSN: level index counted from the smallest σ, τ = (L − 1)·ln(σ/σ_L)/ln(σ₁/σ_L) — an
 //!   integer at the trained levels, and between them linear in ln σ (so samplers other than
 //!   annealed Langevin can query any σ ∈ [σ_L, σ₁]); equal to `TimeInput::Scaled { scale: L − 1 }`
@@ -14,6 +14,7 @@
 
 use crate::config::Method;
 use crate::error::{Result, TrainError};
+use crate::iddpm::{self, IddpmConfig, ImportanceSampler};
 use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand_distr::StandardNormal;
@@ -43,7 +44,7 @@ pub fn sampling_time_input(method: &Method) -> Option<TimeInput> {
     match method {
         Method::Ncsn { levels, .. } => Some(TimeInput::Scaled { scale: *levels as f64 - 1.0 }),
         Method::ScoreSde { .. } => Some(TimeInput::Scaled { scale: SDE_TIME_SCALE }),
-        Method::Ddpm { .. } | Method::Edm(_) => None,
+        Method::Ddpm { .. } | Method::Iddpm { .. } | Method::Edm(_) => None,
     }
 }
 
@@ -52,6 +53,10 @@ pub fn sampling_time_input(method: &Method) -> Option<TimeInput> {
 pub enum Objective {
     /// L_simple (DDPM Eq. 14) on the target of `prediction`, i ~ U{0, …, T − 1}.
     Ddpm { schedule: DiffusionSchedule, prediction: Prediction },
+    /// iDDPM (seed 002): L_hybrid = L_simple + λ·T·L_t (stop-gradient on μ_θ inside L_t) or
+    /// T·L_t alone, from the network's `[B, 2C, …]` output ([`iddpm::iddpm_loss`]); t uniform or
+    /// importance-sampled ([`iddpm::draw_timesteps`]).
+    Iddpm { schedule: DiffusionSchedule, prediction: Prediction, config: IddpmConfig },
     /// Multi-σ DSM in ε form (Song & Ermon 2019, Eq. 5–6 with λ(σ) = σ²): level j ~ U{0, …, L − 1},
     /// x̃ = x₀ + σ_j·z, loss = mean((ε_θ(x̃, τ_j) − z)²) = σ_j²·‖s_θ + z/σ_j‖²/d with s_θ = −ε_θ/σ_j.
     /// `sigmas` are descending (σ₁ first).
@@ -71,6 +76,11 @@ impl Objective {
             Method::Ddpm { prediction, .. } => {
                 Objective::Ddpm { schedule: method.schedule()?, prediction: *prediction }
             }
+            Method::Iddpm { prediction, iddpm, .. } => Objective::Iddpm {
+                schedule: method.schedule()?,
+                prediction: *prediction,
+                config: iddpm.clone(),
+            },
             Method::Ncsn { sigma_max, sigma_min, levels } => {
                 Objective::Ncsn { sigmas: geometric_sigmas(*sigma_max, *sigma_min, *levels)? }
             }
@@ -81,9 +91,98 @@ impl Objective {
         })
     }
 
+    /// The importance sampler of this objective's state (iDDPM with `importance_sampling`), empty
+    /// at the start of a run; `None` for every other objective.
+    pub fn new_sampler(&self) -> Result<Option<ImportanceSampler>> {
+        match self {
+            Objective::Iddpm { schedule, config, .. } => iddpm::new_sampler(config, schedule.len()),
+            _ => Ok(None),
+        }
+    }
+
+    /// The scalar loss of one training step on the clean batch `x0`.
+    ///
+    /// iDDPM: timesteps and weights from [`iddpm::draw_timesteps`] (with `sampler`: one uniform
+    /// f64 per sample, inverted through the CDF of p_t; without: `random_range(0..T)` per sample,
+    /// as DDPM), then ε element by element from `rng`; the loss is mean_b(w_b·loss_b) and the
+    /// unweighted per-sample losses are added to `sampler`'s history
+    /// ([`iddpm::batch_loss`]). Every other objective: the batch mean of
+    /// [`Objective::loss_per_sample`] (`sampler` must be `None`).
+    pub fn batch_loss<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        rng: &mut R,
+        sampler: Option<&mut ImportanceSampler>,
+    ) -> Result<Tensor> {
+        match self {
+            Objective::Iddpm { schedule, prediction, config } => {
+                if let Some(s) = &sampler {
+                    if s.timesteps() != schedule.len() {
+                        return Err(TrainError::invalid(
+                            "importance_sampler.timesteps",
+                            format!("{} for a schedule of {} steps", s.timesteps(), schedule.len()),
+                        ));
+                    }
+                }
+                let b = x0.dim(0)?;
+                let (ts, weights) = iddpm::draw_timesteps(sampler.as_deref(), rng, b, schedule.len());
+                let (eps, x_t, out) = self.iddpm_forward(net, x0, &ts, schedule, rng)?;
+                let (loss, _) = iddpm::batch_loss(
+                    config,
+                    sampler,
+                    schedule,
+                    *prediction,
+                    &out,
+                    x0,
+                    &eps,
+                    &x_t,
+                    &ts,
+                    &weights,
+                )?;
+                Ok(loss)
+            }
+            _ => {
+                if sampler.is_some() {
+                    return Err(TrainError::invalid(
+                        "importance_sampler",
+                        "importance sampling of timesteps applies to iddpm only",
+                    ));
+                }
+                Ok(self.loss_per_sample(net, x0, rng)?.mean_all()?)
+            }
+        }
+    }
+
+    /// ε element by element from `rng`, x_t = q_sample(x₀, ε, t), and the learned-variance network
+    /// output `[B, 2C, …]` at x_t.
+    fn iddpm_forward<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        ts: &[usize],
+        schedule: &DiffusionSchedule,
+        rng: &mut R,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let dev = x0.device().clone();
+        let eps = normal_like(x0, rng, &dev)?;
+        let x_t = q_sample(schedule, x0, &eps, ts)?;
+        let out = net.forward(&x_t, &timesteps_tensor(ts, &dev)?, true)?;
+        let mut want = x0.dims().to_vec();
+        want[1] *= 2;
+        if out.dims() != want.as_slice() {
+            return Err(TrainError::Data(format!(
+                "iddpm needs a learned-variance network output {want:?} (twice the data channels), got {:?}",
+                out.dims()
+            )));
+        }
+        Ok((eps, x_t, out))
+    }
+
     /// Per-sample loss `[B]` of `net` (in training mode) on the clean batch `x0`.
     /// Draw order from `rng`: one per-sample scalar (timestep, level, time or ln σ draw) for each
-    /// sample, then the noise tensor element by element.
+    /// sample, then the noise tensor element by element. iDDPM: the unweighted hybrid (or VLB)
+    /// loss with uniform timesteps (importance sampling needs [`Objective::batch_loss`]).
     pub fn loss_per_sample<R: Rng + ?Sized>(
         &self,
         net: &dyn DiffusionNet,
@@ -100,6 +199,11 @@ impl Objective {
                 let x_t = q_sample(schedule, x0, &eps, &ts)?;
                 let out = forward(net, &x_t, timesteps_tensor(&ts, &dev)?, x0)?;
                 Ok(l_simple_per_sample(schedule, *prediction, &out, x0, &eps, &ts)?)
+            }
+            Objective::Iddpm { schedule, prediction, config } => {
+                let (ts, _) = iddpm::draw_timesteps(None, rng, b, schedule.len());
+                let (eps, x_t, out) = self.iddpm_forward(net, x0, &ts, schedule, rng)?;
+                Ok(iddpm::iddpm_loss(config, schedule, *prediction, &out, x0, &eps, &x_t, &ts)?.loss)
             }
             Objective::Ncsn { sigmas } => {
                 let l = sigmas.len();

@@ -10,6 +10,7 @@ use crate::objective::sampling_time_input;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rediffuse_core::sde::geometric_sigmas;
+use rediffuse_core::vlb::{LearnedVarianceDenoiser, VarianceMode};
 use rediffuse_core::{Denoiser, DiffusionSchedule, Prediction};
 use rediffuse_nn::DiffusionNet;
 use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
@@ -41,7 +42,8 @@ impl Denoiser for NetDenoiser {
 /// A run folder loaded for inference.
 ///
 /// `denoiser` is the raw network with the method's model time; only for DDPM is it directly a
-/// discrete denoiser over `schedule`. For every method, [`LoadedRun::sample_model`] (all samplers via
+/// discrete denoiser over `schedule` (for iDDPM it returns the full `[B, 2C, …]` output: the mean
+/// half, then v; [`LoadedRun::variance_mode`] says so). For every method, [`LoadedRun::sample_model`] (all samplers via
 /// `rediffuse_sample::dispatch`), [`LoadedRun::sigma_model`] (σ-space samplers) and
 /// [`LoadedRun::discrete_denoiser`] (DDPM/DDIM) give the right view.
 pub struct LoadedRun {
@@ -57,7 +59,14 @@ pub struct LoadedRun {
 }
 
 impl LoadedRun {
-    /// The network in σ-space: `DiscreteModel` (DDPM; zero-terminal-SNR steps skipped),
+    /// How the reverse variance comes out of `denoiser` ([`Method::variance_mode`]): `LearnedRange`
+    /// for iDDPM runs, whose `denoiser` outputs twice the data channels.
+    pub fn variance_mode(&self) -> VarianceMode {
+        self.config.method.variance_mode()
+    }
+
+    /// The network in σ-space: `DiscreteModel` (DDPM; zero-terminal-SNR steps skipped; iDDPM on
+    /// the mean half, `LearnedVarianceDenoiser`),
     /// `ContinuousModel` with the method's time input (score SDE: 999·t; NCSN: the fractional level
     /// index on the VE SDE over [σ_L, σ₁]), or `EdmPrecond` (EDM).
     pub fn sigma_model(&self) -> Result<Box<dyn SigmaDenoiser + '_>> {
@@ -65,6 +74,11 @@ impl LoadedRun {
         Ok(match &self.config.method {
             Method::Ddpm { .. } => Box::new(DiscreteModel {
                 model: net,
+                sigmas: finite_discrete_sigmas(&self.schedule)?,
+                quantize: false,
+            }),
+            Method::Iddpm { .. } => Box::new(DiscreteModel {
+                model: LearnedVarianceDenoiser::new(net),
                 sigmas: finite_discrete_sigmas(&self.schedule)?,
                 quantize: false,
             }),
@@ -82,20 +96,24 @@ impl LoadedRun {
         Ok(ContinuousModel::new(&self.denoiser, m.continuous_sde()?, ti)?)
     }
 
-    /// A discrete denoiser and its schedule for DDPM/DDIM: the network itself (DDPM), or
+    /// A discrete denoiser and its schedule for DDPM/DDIM: the network itself (DDPM), its mean
+    /// half (iDDPM, `LearnedVarianceDenoiser`), or
     /// `DiscreteView` over [`LoadedRun::sigma_model`] with `self.schedule` (continuous methods).
     pub fn discrete_denoiser(&self) -> Result<(Box<dyn Denoiser + '_>, DiffusionSchedule)> {
         Ok(match self.config.method {
             Method::Ddpm { .. } => (Box::new(&self.denoiser), self.schedule.clone()),
+            Method::Iddpm { .. } => {
+                (Box::new(LearnedVarianceDenoiser::new(&self.denoiser)), self.schedule.clone())
+            }
             _ => (Box::new(DiscreteView::new(self.sigma_model()?, &self.schedule)?), self.schedule.clone()),
         })
     }
 
-    /// The frame the samplers use: DDPM `Frame::for_schedule`; score SDE `Frame::for_sde(sde, eps)`
+    /// The frame the samplers use: DDPM, iDDPM `Frame::for_schedule`; score SDE `Frame::for_sde(sde, eps)`
     /// with the training ε; NCSN and EDM `Frame::ve(σ_min, σ_max)`.
     pub fn frame(&self) -> Result<Frame> {
         Ok(match &self.config.method {
-            Method::Ddpm { .. } => Frame::for_schedule(&self.schedule)?,
+            Method::Ddpm { .. } | Method::Iddpm { .. } => Frame::for_schedule(&self.schedule)?,
             Method::Ncsn { sigma_max, sigma_min, .. } => Frame::ve(*sigma_min, *sigma_max)?,
             Method::ScoreSde { sde, eps, .. } => Frame::for_sde(*sde, *eps)?,
             Method::Edm(c) => Frame::ve(c.sigma_min, c.sigma_max)?,
@@ -103,12 +121,19 @@ impl LoadedRun {
     }
 
     /// Everything `rediffuse_sample::dispatch::sample` / `nll_ode` need, for every method
-    /// (NCSN runs also carry their trained levels for Langevin).
+    /// (NCSN runs also carry their trained levels for Langevin). iDDPM runs: every sampler sees the
+    /// mean half of the output (`LearnedVarianceDenoiser`, so DDPM runs with a fixed variance,
+    /// DDIM and the σ-space samplers as usual), and the full output is attached for
+    /// `SamplerSpec::DdpmLearned` (ancestral sampling with the learned Σ_θ, optionally respaced).
     pub fn sample_model(&self) -> Result<SampleModel<'_>> {
         let net = &self.denoiser;
         let frame = self.frame()?;
         let m = match &self.config.method {
             Method::Ddpm { .. } => SampleModel::from_discrete(net, self.schedule.clone())?,
+            Method::Iddpm { .. } => {
+                SampleModel::from_discrete(LearnedVarianceDenoiser::new(net), self.schedule.clone())?
+                    .with_learned_variance(net)
+            }
             Method::Edm(cfg) => SampleModel::from_sigma_with_schedule(
                 EdmPrecond::new(net, *cfg)?,
                 frame,

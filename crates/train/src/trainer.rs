@@ -1,5 +1,6 @@
-//! The training loop: the method's objective (DDPM L_simple, NCSN / score-SDE DSM, EDM; see
-//! [`crate::objective`]) with AdamW, EMA, warm-up, clipping, metrics and exactly resumable checkpoints.
+//! The training loop: the method's objective (DDPM L_simple, iDDPM L_hybrid / L_vlb, NCSN / score-SDE
+//! DSM, EDM; see [`crate::objective`]) with AdamW, EMA, warm-up, clipping, metrics and exactly
+//! resumable checkpoints (iDDPM's importance-sampler history included).
 
 use crate::batcher::Batcher;
 use crate::checkpoint::{
@@ -11,6 +12,7 @@ use crate::config::TrainConfig;
 use crate::ema::Ema;
 use crate::error::{Result, TrainError};
 use crate::fsutil::write_atomic;
+use crate::iddpm::ImportanceSampler;
 use crate::init::{sorted_params, SeededInit};
 use crate::lr::{clip_scale, global_grad_norm, warmup_lr};
 use crate::metrics::{MetricRecord, MetricsLog};
@@ -88,6 +90,8 @@ pub struct Trainer {
     ema: Ema,
     rng: ChaCha8Rng,
     batcher: Batcher,
+    /// iDDPM's timestep sampler (None unless importance sampling is on).
+    sampler: Option<ImportanceSampler>,
     step: u64,
     loss_acc: Option<Tensor>,
     loss_count: u64,
@@ -162,10 +166,12 @@ impl Trainer {
         let metrics = MetricsLog::create(&dir.join(METRICS_FILE))?;
         let Built { params, net, opt, ema } = build(&config, data.device(), true)?;
         let n = data.dim(0)?;
+        let objective = Objective::new(&config.method)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             schedule: config.method.schedule()?,
-            objective: Objective::new(&config.method)?,
+            sampler: objective.new_sampler()?,
+            objective,
             rng: derive_rng(config.seed, "train"),
             batcher: Batcher::new(n, config.seed),
             config,
@@ -215,11 +221,39 @@ impl Trainer {
         }
         let loss_acc =
             if state.loss_count > 0 { Some(Tensor::new(state.loss_sum as f32, &dev)?) } else { None };
+        let objective = Objective::new(&config.method)?;
+        let state_path = ckpt.join(STATE_FILE);
+        let sampler = match (objective.new_sampler()?, state.importance_sampler) {
+            (None, None) => None,
+            (Some(fresh), Some(saved)) if saved.timesteps() == fresh.timesteps() => Some(saved),
+            (Some(_), Some(saved)) => {
+                return Err(TrainError::corrupt(
+                    &state_path,
+                    format!(
+                        "importance sampler over {} timesteps for a different schedule",
+                        saved.timesteps()
+                    ),
+                ))
+            }
+            (Some(_), None) => {
+                return Err(TrainError::corrupt(
+                    &state_path,
+                    "the run samples timesteps by importance but the checkpoint has no sampler state",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(TrainError::corrupt(
+                    &state_path,
+                    "the checkpoint has an importance sampler but the run's config does not use one",
+                ))
+            }
+        };
         let metrics = MetricsLog::resume(&dir.join(METRICS_FILE), state.step)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             schedule: config.method.schedule()?,
-            objective: Objective::new(&config.method)?,
+            objective,
+            sampler,
             rng: state.rng,
             batcher: Batcher::from_state(n, config.seed, state.batcher),
             config,
@@ -270,6 +304,10 @@ impl Trainer {
     pub fn net(&self) -> &dyn DiffusionNet {
         self.net.as_ref()
     }
+    /// iDDPM's importance sampler (its loss history), when the run uses one.
+    pub fn importance_sampler(&self) -> Option<&ImportanceSampler> {
+        self.sampler.as_ref()
+    }
     /// The trainable parameters, sorted by name.
     pub fn params(&self) -> &[(String, Var)] {
         &self.params
@@ -279,16 +317,17 @@ impl Trainer {
     }
 
     /// One optimiser step (DDPM Alg. 1 for DDPM; the same shape for every method): x₀ from the
-    /// shuffled data, the method's noise level and noise from the run's generator, loss = mean over
-    /// the batch of [`Objective::loss_per_sample`]. Returns the loss (a scalar tensor, not read
-    /// back) and the learning rate used.
+    /// shuffled data, the method's noise level and noise from the run's generator, loss =
+    /// [`Objective::batch_loss`] (the batch mean of the per-sample loss; for iDDPM weighted by the
+    /// importance weights, updating the sampler's history). Returns the loss (a scalar tensor, not
+    /// read back) and the learning rate used.
     pub fn train_step(&mut self) -> Result<(Tensor, f64)> {
         let b = self.config.batch_size;
         let dev = self.data.device().clone();
         self.batcher.next_batch(b, &mut self.idx_buf);
         let idx = Tensor::from_slice(&self.idx_buf, b, &dev)?;
         let x0 = self.data.index_select(&idx, 0)?;
-        let loss = self.objective.loss_per_sample(self.net.as_ref(), &x0, &mut self.rng)?.mean_all()?;
+        let loss = self.objective.batch_loss(self.net.as_ref(), &x0, &mut self.rng, self.sampler.as_mut())?;
         let grads = loss.backward()?;
         let k = self.step + 1;
         let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);
@@ -387,6 +426,7 @@ impl Trainer {
             loss_sum,
             loss_count: self.loss_count,
             elapsed_s,
+            importance_sampler: self.sampler.clone(),
         };
         let tensors = CheckpointTensors {
             model: param_tensors(&self.params),

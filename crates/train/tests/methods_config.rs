@@ -16,8 +16,11 @@ use rediffuse_train::{
 };
 
 fn small(method: Method, steps: usize) -> TrainConfig {
-    let model = ModelConfig::Mlp(MlpConfig { data_dim: 2, hidden: 32, layers: 1, time_embed_dim: 16 });
+    let model =
+        ModelConfig::Mlp(MlpConfig { hidden: 32, layers: 1, time_embed_dim: 16, ..MlpConfig::new(2) });
     let mut c = TrainConfig::new("moons", model, method);
+    // iddpm trains a learned variance: its network outputs twice the data dimensions
+    c.model.set_learn_sigma(c.method.variance_mode().is_learned());
     c.steps = steps;
     c.batch_size = 32;
     c.lr = 1e-3;

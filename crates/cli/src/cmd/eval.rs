@@ -11,16 +11,20 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if matches!(a.metric, MetricKind::Nll | MetricKind::NllOde) {
+        return crate::cmd::nll::run(&a);
+    }
     if crate::cmd::features::is_feature_metric(a.metric) {
         return crate::cmd::features::run(&a);
     }
     if a.features.is_some() || a.stats.is_some() || a.save_stats.is_some() {
         bail!("--features/--stats/--save-stats apply to --metric fid|kid|is|prd|memorization");
     }
-    let data = a.data.as_deref().context("--data is required")?;
     let device = Device::Cpu;
-    let samples =
-        read_npy_tensor(&a.samples, &device).with_context(|| format!("reading {}", a.samples.display()))?;
+    let samples_path = a.samples.as_ref().context("--samples is required for this metric")?;
+    let data = a.data.as_deref().context("--data is required for this metric")?;
+    let samples = read_npy_tensor(samples_path, &device)
+        .with_context(|| format!("reading {}", samples_path.display()))?;
     let n_samples = samples.dim(0)?;
     let n_ref = a.n.unwrap_or(n_samples);
     let reference = crate::cmd::data::load(data, Some(n_ref), a.seed, &device)?;
@@ -44,7 +48,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             ("mmd", r.value, json!({"bandwidth": r.bandwidth}))
         }
         MetricKind::Energy => ("energy", energy_distance(&x, &y, d)?, json!({})),
-        other => bail!("--metric {other:?} is computed from features"),
+        other => bail!("--metric {other:?} is handled elsewhere"),
     };
     println!("{name}: {value:.6}");
     if let Some(path) = &a.json {
@@ -53,7 +57,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             "value": value,
             "n_samples": n_samples,
             "n_reference": reference.dim(0)?,
-            "data": a.data,
+            "data": data,
         });
         if let (Some(o), Some(e)) = (obj.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());

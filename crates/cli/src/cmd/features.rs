@@ -136,19 +136,20 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         );
     }
 
-    let samples =
-        read_npy_tensor(&a.samples, &device).with_context(|| format!("reading {}", a.samples.display()))?;
+    let samples_path = a.samples.as_ref().context("--samples is required for this metric")?;
+    let samples = read_npy_tensor(samples_path, &device)
+        .with_context(|| format!("reading {}", samples_path.display()))?;
     let mut samples = as_images(samples, "--samples")?;
     let available = samples.dim(0)?;
     if let Some(n) = a.n {
         if n > available {
-            bail!("--n {n} exceeds the {available} samples in {}", a.samples.display());
+            bail!("--n {n} exceeds the {available} samples in {}", samples_path.display());
         }
         samples = samples.narrow(0, 0, n)?;
     }
     let n_samples = samples.dim(0)?;
     if n_samples == 0 {
-        bail!("{} holds no samples", a.samples.display());
+        bail!("{} holds no samples", samples_path.display());
     }
     let extractor = spec.build(per_sample(&samples), &device)?;
     let id = extractor.id();
@@ -278,7 +279,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             );
             rep.fraction_below
         }
-        MetricKind::Swd | MetricKind::Mmd | MetricKind::Energy => {
+        MetricKind::Swd | MetricKind::Mmd | MetricKind::Energy | MetricKind::Nll | MetricKind::NllOde => {
             bail!("--metric {} is not a feature metric", name(metric))
         }
     };
@@ -300,6 +301,8 @@ fn name(metric: MetricKind) -> &'static str {
         MetricKind::Is => "is",
         MetricKind::Prd => "prd",
         MetricKind::Memorization => "memorization",
+        MetricKind::Nll => "nll",
+        MetricKind::NllOde => "nll-ode",
     }
 }
 

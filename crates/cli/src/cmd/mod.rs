@@ -5,5 +5,7 @@ pub mod data;
 pub mod demo;
 pub mod eval;
 pub mod features;
+pub mod iddpm;
+pub mod nll;
 pub mod sample;
 pub mod train;

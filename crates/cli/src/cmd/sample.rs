@@ -102,6 +102,10 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
             },
             clip_x0: clip,
         }),
+        SamplerKind::DdpmLearned => SamplerSpec::DdpmLearned {
+            steps: s.steps.map(|v| positive("steps", v)).transpose()?,
+            clip_x0: clip,
+        },
         SamplerKind::Ddim => SamplerSpec::Ddim(DdimOptions {
             steps: steps(50.min(schedule.len()))?,
             eta: finite("eta", s.eta, false)?,

@@ -57,26 +57,56 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         cfg.data = d.clone();
     }
     if let Some(m) = a.method {
-        if m != MethodKind::Ddpm || !matches!(cfg.method, Method::Ddpm { .. }) {
+        let same = matches!(
+            (m, &cfg.method),
+            (MethodKind::Ddpm, Method::Ddpm { .. }) | (MethodKind::Iddpm, Method::Iddpm { .. })
+        );
+        if !same {
             cfg.method = Method::preset(m.name()).with_context(|| format!("unknown method {}", m.name()))?;
         }
     }
-    if let Method::Ddpm { schedule, timesteps, prediction, zero_terminal_snr } = &mut cfg.method {
-        if let Some(s) = a.schedule {
-            *schedule = schedule_of(s);
+    match &mut cfg.method {
+        Method::Ddpm { schedule, timesteps, prediction, zero_terminal_snr } => {
+            if let Some(s) = a.schedule {
+                *schedule = schedule_of(s);
+            }
+            if let Some(t) = a.timesteps {
+                *timesteps = t;
+            }
+            if let Some(p) = a.prediction {
+                *prediction = prediction_of(p);
+            }
+            if a.zero_terminal_snr {
+                *zero_terminal_snr = true;
+            }
         }
-        if let Some(t) = a.timesteps {
-            *timesteps = t;
+        Method::Iddpm { .. } if a.zero_terminal_snr => {
+            bail!("--zero-terminal-snr applies to --method ddpm only")
         }
-        if let Some(p) = a.prediction {
-            *prediction = prediction_of(p);
+        Method::Iddpm { schedule, timesteps, prediction, .. } => {
+            if let Some(s) = a.schedule {
+                *schedule = schedule_of(s);
+            }
+            if let Some(t) = a.timesteps {
+                *timesteps = t;
+            }
+            if let Some(p) = a.prediction {
+                *prediction = prediction_of(p);
+            }
         }
-        if a.zero_terminal_snr {
-            *zero_terminal_snr = true;
+        _ if a.schedule.is_some()
+            || a.timesteps.is_some()
+            || a.prediction.is_some()
+            || a.zero_terminal_snr =>
+        {
+            bail!(
+                "--schedule, --timesteps, --prediction and --zero-terminal-snr apply to --method ddpm \
+                 (and the first three to iddpm) only"
+            );
         }
-    } else if a.schedule.is_some() || a.timesteps.is_some() || a.prediction.is_some() || a.zero_terminal_snr {
-        bail!("--schedule, --timesteps, --prediction and --zero-terminal-snr apply to --method ddpm only");
+        _ => {}
     }
+    crate::cmd::iddpm::configure(&mut cfg, a.importance_sampling)?;
     if let Some(v) = a.steps {
         cfg.steps = positive("steps", v)?;
     }

@@ -9,13 +9,16 @@
 //! * a σ-space [`SigmaDenoiser`] (Langevin, DPM-Solver(++), EDM, and through `sde_score` the
 //!   SDE/ODE samplers): `DiscreteModel` for DDPM models, `ContinuousModel` / `EdmPrecond` for
 //!   continuous ones;
+//! * for learned-variance (iDDPM) models, the full `[B, 2C, …]` network output over the same
+//!   schedule ([`SampleModel::with_learned_variance`]) for [`SamplerSpec::DdpmLearned`]; the
+//!   other views then see only the mean half (`LearnedVarianceDenoiser`);
 //! * a [`Frame`]: the SDE the SDE/ODE samplers integrate, their smallest time ε, and the σ range
 //!   [σ_min, σ_max] the σ-space samplers cover.
 //!
 //! # Prior noise
 //! x_T = c·z where z ~ N(0, I) comes from `NoiseSource` (first draw of each sample's stream) or from
 //! the caller (e.g. an `--init-noise` file of unit-variance values), and c depends on the family:
-//! * DDPM, DDIM: c = 1 (the VP state x_T);
+//! * DDPM, DDIM, DDPM with learned variances: c = 1 (the VP state x_T);
 //! * Euler–Maruyama, PC, probability-flow ODE: c = the SDE's prior std (σ_max for VE, 1 for VP/sub-VP);
 //! * Langevin: c = σ₁, the first (largest) level;
 //! * DPM-Solver, DPM-Solver++, EDM: c = σ_max of the frame (k-diffusion's `randn·sigmas[0]`).

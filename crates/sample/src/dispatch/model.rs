@@ -102,6 +102,8 @@ pub struct SampleModel<'a> {
     pub(super) frame: Frame,
     pub(super) levels: Option<Vec<f64>>,
     pub(super) dtype: DType,
+    /// The learned-variance model over `schedule` (full `[B, 2C, …]` output), if any.
+    pub(super) learned: Option<Box<dyn Denoiser + 'a>>,
 }
 
 impl<'a> SampleModel<'a> {
@@ -145,6 +147,7 @@ impl<'a> SampleModel<'a> {
             frame,
             levels: None,
             dtype: DType::F32,
+            learned: None,
         })
     }
 
@@ -176,6 +179,7 @@ impl<'a> SampleModel<'a> {
             frame,
             levels: None,
             dtype: DType::F32,
+            learned: None,
         })
     }
 
@@ -187,6 +191,21 @@ impl<'a> SampleModel<'a> {
         }
         self.levels = Some(levels);
         Ok(self)
+    }
+
+    /// Attach a learned-variance model over this model's discrete schedule: `full.forward` returns
+    /// `[B, 2C, …]` (mean half of kind `full.prediction()`, then iDDPM's v), as
+    /// [`rediffuse_core::vlb::VarianceMode::LearnedRange`] expects. Used by
+    /// [`super::SamplerSpec::DdpmLearned`]; build the other views on
+    /// `rediffuse_core::vlb::LearnedVarianceDenoiser` of the same network.
+    pub fn with_learned_variance<D: Denoiser + 'a>(mut self, full: D) -> Self {
+        self.learned = Some(Box::new(full));
+        self
+    }
+
+    /// The learned-variance model, if one is attached.
+    pub fn learned_variance(&self) -> Option<&dyn Denoiser> {
+        self.learned.as_deref()
     }
 
     /// Compute dtype of [`nll_ode`] (default f32; f64 for analytic σ-space models such as

@@ -8,8 +8,10 @@ use crate::continuous::{
 };
 use crate::ddim::ddim_sample;
 use crate::ddpm::ddpm_sample;
+use crate::learned_variance::{learned_variance_sample, space_timesteps, LearnedVarianceOptions};
 use candle_core::{DType, Device, Tensor};
 use rediffuse_core::sde::karras_sigmas;
+use rediffuse_core::vlb::VarianceMode;
 use rediffuse_core::NoiseSource;
 
 /// Progress of a sampler, after each step.
@@ -80,6 +82,39 @@ pub fn sample(
                 }
             };
             let out = ddim_sample(model.discrete.as_ref(), &model.schedule, x, opts, noise, Some(&mut cb))?;
+            (out, SampleStats { nfe: n, steps: n, rejected_steps: 0 })
+        }
+        SamplerSpec::DdpmLearned { steps, clip_x0 } => {
+            let full = model.learned.as_deref().ok_or_else(|| {
+                invalid(
+                    "sampler",
+                    "ddpm-learned needs a model with learned variances (an iddpm run); use ddpm or ddim",
+                )
+            })?;
+            let t_len = model.schedule.len();
+            let use_ts = match steps {
+                Some(k) if *k == 0 || *k > t_len => {
+                    return Err(invalid("steps", format!("must lie in 1..={t_len}, got {k}")))
+                }
+                Some(k) => Some(space_timesteps(t_len, &[*k])?),
+                None => None,
+            };
+            let n = use_ts.as_ref().map_or(t_len, |t| t.len());
+            let opts = LearnedVarianceOptions { variance: VarianceMode::LearnedRange, clip_x0: *clip_x0 };
+            let mut cb = |s: &crate::step::StepInfo<'_>| {
+                if let Some(c) = on_step.as_mut() {
+                    c(&Progress { step: s.step + 1, total: Some(n), x: s.x_t, denoised: Some(s.x0_pred) });
+                }
+            };
+            let out = learned_variance_sample(
+                full,
+                &model.schedule,
+                use_ts.as_deref(),
+                x,
+                &opts,
+                noise,
+                Some(&mut cb),
+            )?;
             (out, SampleStats { nfe: n, steps: n, rejected_steps: 0 })
         }
         SamplerSpec::Langevin { levels, sigma_min, steps_per_level, step_eps, final_denoise } => {

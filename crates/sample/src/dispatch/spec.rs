@@ -37,6 +37,18 @@ pub enum SamplerSpec {
     Ddpm(DdpmOptions),
     /// DDIM (Song et al. 2021a) on a timestep sub-sequence of the discrete view.
     Ddim(DdimOptions),
+    /// Ancestral sampling with iDDPM's learned variances Σ_θ (Nichol & Dhariwal 2021, §3.1; seed 002
+    /// "iDDPM") via [`crate::learned_variance_sample`]: over all T steps, or with `steps: Some(K)`
+    /// on the schedule respaced onto K evenly spaced training indices (iDDPM §4,
+    /// [`crate::space_timesteps`] with one section). Needs a learned-variance model
+    /// ([`SampleModel::with_learned_variance`], e.g. a run trained with `iddpm`).
+    DdpmLearned {
+        #[serde(default)]
+        steps: Option<usize>,
+        /// Clamp x̂₀ to [−c, c] before forming μ_θ.
+        #[serde(default)]
+        clip_x0: Option<f32>,
+    },
     /// Annealed Langevin dynamics (Song & Ermon 2019, Algorithm 1). `levels: None` uses the model's
     /// trained NCSN levels, or 10 geometric levels over the frame's σ range; `Some(L)` always uses L
     /// geometric levels over that range. Step size α_i = `step_eps`·σ_i²/σ_L², so `step_eps` is the
@@ -134,12 +146,13 @@ pub enum SamplerSpec {
 }
 
 impl SamplerSpec {
-    /// Short name (`ddpm`, `ddim`, `langevin`, `euler-maruyama`, `pc`, `ode-euler`, `ode-heun`,
+    /// Short name (`ddpm`, `ddim`, `ddpm-learned`, `langevin`, `euler-maruyama`, `pc`, `ode-euler`, `ode-heun`,
     /// `ode-rk45`, `dpm-solver`, `dpmpp-2m`, `dpmpp-3m`, `edm-heun`, `edm-stochastic`).
     pub fn name(&self) -> &'static str {
         match self {
             SamplerSpec::Ddpm(_) => "ddpm",
             SamplerSpec::Ddim(_) => "ddim",
+            SamplerSpec::DdpmLearned { .. } => "ddpm-learned",
             SamplerSpec::Langevin { .. } => "langevin",
             SamplerSpec::EulerMaruyama { .. } => "euler-maruyama",
             SamplerSpec::Pc { .. } => "pc",
@@ -157,7 +170,7 @@ impl SamplerSpec {
     /// Scale c of the prior draw x_T = c·z for this sampler on `model` (see the module docs).
     pub fn prior_scale(&self, model: &SampleModel<'_>) -> Result<f64> {
         Ok(match self {
-            SamplerSpec::Ddpm(_) | SamplerSpec::Ddim(_) => 1.0,
+            SamplerSpec::Ddpm(_) | SamplerSpec::Ddim(_) | SamplerSpec::DdpmLearned { .. } => 1.0,
             SamplerSpec::EulerMaruyama { .. }
             | SamplerSpec::Pc { .. }
             | SamplerSpec::OdeEuler { .. }

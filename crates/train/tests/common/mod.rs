@@ -31,7 +31,8 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 pub fn small_config(steps: usize) -> TrainConfig {
-    let model = ModelConfig::Mlp(MlpConfig { data_dim: 2, hidden: 64, layers: 2, time_embed_dim: 16 });
+    let model =
+        ModelConfig::Mlp(MlpConfig { hidden: 64, layers: 2, time_embed_dim: 16, ..MlpConfig::new(2) });
     let method = Method::Ddpm {
         schedule: BetaSchedule::linear(),
         timesteps: 100,
