@@ -84,13 +84,16 @@ impl SyncPtr {
     }
 }
 
-/// Chunks per thread in [`par_ranges`]: threads take chunks from a shared cursor, so a
-/// thread that the OS deschedules delays the others by one chunk at most.
+/// Chunks per thread in [`par_ranges`].
 const CHUNKS_PER_THREAD: usize = 4;
 
 /// Runs `f(thread, range)` over contiguous ranges covering `0..n` exactly once, on up to
 /// `num_threads()` threads (inline when one suffices). A thread may receive several
-/// ranges; `thread < num_tasks(n)` identifies it (for per-thread scratch).
+/// ranges; `thread < num_tasks(n)` identifies it (for per-thread scratch and partial sums).
+///
+/// The assignment of ranges to threads is static (chunk `c` goes to thread `c % tasks`, in
+/// ascending order), so per-thread partial sums — and therefore every result — are the
+/// same from run to run for a given thread count, whatever the OS scheduling.
 pub(crate) fn par_ranges<F>(n: usize, f: F)
 where
     F: Fn(usize, std::ops::Range<usize>) + Sync,
@@ -102,14 +105,9 @@ where
     }
     let chunks = (tasks * CHUNKS_PER_THREAD).min(n);
     let bounds = |c: usize| (c * n / chunks)..((c + 1) * n / chunks);
-    let cursor = AtomicUsize::new(0);
     let job = |tid: usize| {
         let was = IN_TASK.with(|c| c.replace(true));
-        loop {
-            let c = cursor.fetch_add(1, Ordering::Relaxed);
-            if c >= chunks {
-                break;
-            }
+        for c in (tid..chunks).step_by(tasks) {
             f(tid, bounds(c));
         }
         IN_TASK.with(|c| c.set(was));
