@@ -82,6 +82,22 @@ pub enum PredictionKind {
     V,
 }
 
+/// Optimiser flags shared by `train` and `train-classifier` (validated by `io::OptimArgs::apply`).
+#[derive(Debug, Args)]
+pub struct OptimArgs {
+    /// Number of optimisation steps (in total, also when resuming).
+    #[arg(long, allow_negative_numbers = true)]
+    pub steps: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub batch_size: Option<i64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub warmup_steps: Option<i64>,
+}
+
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// A TOML or JSON run configuration; flags given on the command line override it.
@@ -107,17 +123,8 @@ pub struct TrainArgs {
     /// iDDPM: sample timesteps by importance, p_t ∝ √E[L_t²] (iDDPM §3.3).
     #[arg(long)]
     pub importance_sampling: bool,
-    /// Number of optimisation steps (in total, also when resuming).
-    #[arg(long, allow_negative_numbers = true)]
-    pub steps: Option<i64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub batch_size: Option<i64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub warmup_steps: Option<i64>,
+    #[command(flatten)]
+    pub optim: OptimArgs,
     /// Global-norm gradient clipping threshold (0 disables).
     #[arg(long, allow_negative_numbers = true)]
     pub grad_clip: Option<f64>,
@@ -434,16 +441,8 @@ pub struct TrainClassifierArgs {
     /// Output folder (must not exist or be empty).
     #[arg(long)]
     pub out: PathBuf,
-    #[arg(long, allow_negative_numbers = true)]
-    pub steps: Option<i64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub batch_size: Option<i64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub lr: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub weight_decay: Option<f64>,
-    #[arg(long, allow_negative_numbers = true)]
-    pub warmup_steps: Option<i64>,
+    #[command(flatten)]
+    pub optim: OptimArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, short)]

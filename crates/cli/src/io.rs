@@ -40,3 +40,34 @@ pub fn finite(name: &str, v: f64, strict: bool) -> Result<f64> {
     }
     Ok(v)
 }
+
+/// The optimiser settings a command line may override.
+pub struct OptimTargets<'a> {
+    pub steps: &'a mut usize,
+    pub batch_size: &'a mut usize,
+    pub lr: &'a mut f64,
+    pub weight_decay: &'a mut f64,
+    pub warmup_steps: &'a mut usize,
+}
+
+impl crate::args::OptimArgs {
+    /// Validate the given flags and write them into `t`.
+    pub fn apply(&self, t: OptimTargets<'_>) -> Result<()> {
+        if let Some(v) = self.steps {
+            *t.steps = positive("steps", v)?;
+        }
+        if let Some(v) = self.batch_size {
+            *t.batch_size = positive("batch-size", v)?;
+        }
+        if let Some(v) = self.lr {
+            *t.lr = finite("lr", v, true)?;
+        }
+        if let Some(v) = self.weight_decay {
+            *t.weight_decay = finite("weight-decay", v, false)?;
+        }
+        if let Some(v) = self.warmup_steps {
+            *t.warmup_steps = non_negative("warmup-steps", v)?;
+        }
+        Ok(())
+    }
+}

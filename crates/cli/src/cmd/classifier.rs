@@ -3,7 +3,6 @@
 
 use crate::args::TrainClassifierArgs;
 use crate::cmd::data::{parse, Data};
-use crate::io::{finite, non_negative, positive};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use candle_core::Device;
@@ -57,21 +56,13 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
         bail!("--data {}: a folder of images has no labels", a.data);
     }
     let mut cfg = defaults(&spec, a.seed);
-    if let Some(v) = a.steps {
-        cfg.steps = positive("steps", v)?;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = positive("batch-size", v)?;
-    }
-    if let Some(v) = a.lr {
-        cfg.lr = finite("lr", v, true)?;
-    }
-    if let Some(v) = a.weight_decay {
-        cfg.weight_decay = finite("weight-decay", v, false)?;
-    }
-    if let Some(v) = a.warmup_steps {
-        cfg.warmup_steps = non_negative("warmup-steps", v)?;
-    }
+    a.optim.apply(crate::io::OptimTargets {
+        steps: &mut cfg.steps,
+        batch_size: &mut cfg.batch_size,
+        lr: &mut cfg.lr,
+        weight_decay: &mut cfg.weight_decay,
+        warmup_steps: &mut cfg.warmup_steps,
+    })?;
     cfg.validate()?;
     prepare_classifier_dir(&a.out)?;
 

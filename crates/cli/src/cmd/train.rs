@@ -1,7 +1,7 @@
 //! `rediffuse train`: build a run configuration from a file and flags, load data, train.
 
 use crate::args::{MethodKind, ModelKind, PredictionKind, ScheduleKind, TrainArgs};
-use crate::io::{finite, non_negative, positive};
+use crate::io::{finite, positive};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -107,21 +107,13 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         _ => {}
     }
     crate::cmd::iddpm::configure(&mut cfg, a.importance_sampling)?;
-    if let Some(v) = a.steps {
-        cfg.steps = positive("steps", v)?;
-    }
-    if let Some(v) = a.batch_size {
-        cfg.batch_size = positive("batch-size", v)?;
-    }
-    if let Some(v) = a.lr {
-        cfg.lr = finite("lr", v, true)?;
-    }
-    if let Some(v) = a.weight_decay {
-        cfg.weight_decay = finite("weight-decay", v, false)?;
-    }
-    if let Some(v) = a.warmup_steps {
-        cfg.warmup_steps = non_negative("warmup-steps", v)?;
-    }
+    a.optim.apply(crate::io::OptimTargets {
+        steps: &mut cfg.steps,
+        batch_size: &mut cfg.batch_size,
+        lr: &mut cfg.lr,
+        weight_decay: &mut cfg.weight_decay,
+        warmup_steps: &mut cfg.warmup_steps,
+    })?;
     if let Some(v) = a.grad_clip {
         let v = finite("grad-clip", v, false)?;
         cfg.grad_clip = if v == 0.0 { None } else { Some(v) };
@@ -227,7 +219,7 @@ pub fn train_in(
 
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.resume {
-        let steps = a.steps.map(|v| positive("steps", v)).transpose()?;
+        let steps = a.optim.steps.map(|v| positive("steps", v)).transpose()?;
         return train_in(&a.out, None, steps, a.quiet, false);
     }
     let cfg = build_config(&a)?;
