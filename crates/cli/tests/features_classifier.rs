@@ -112,3 +112,19 @@ fn digits_classifier_trains_and_serves_as_feature_network() {
         "classifier.safetensors",
     );
 }
+
+/// MNIST with the default settings (minutes of CPU; needs the IDX files):
+/// `REDIFFUSE_MNIST_DIR=/path/to/mnist cargo test --release -p rediffuse --test features_classifier -- --ignored`
+#[test]
+#[ignore]
+fn mnist_classifier_reaches_98_percent() {
+    let dir = std::env::var("REDIFFUSE_MNIST_DIR")
+        .expect("set REDIFFUSE_MNIST_DIR to a folder with the MNIST IDX files");
+    let d = tmp("feat-mnist");
+    let data = format!("mnist:{dir}");
+    let out = ok(&d, &["train-classifier", "--data", &data, "--out", "clf", "--quiet"]);
+    let acc = json_field(&d.join("clf/metrics.json"), "test_accuracy");
+    eprintln!("{out}");
+    assert!(acc >= 0.98, "MNIST test accuracy {acc}");
+    assert_eq!(json_field(&d.join("clf/metrics.json"), "n_test"), 10000.0);
+}

@@ -17,7 +17,8 @@ use std::time::Instant;
 /// Fraction of the digits held out for testing (they have no test split).
 const DIGITS_TEST_FRACTION: f64 = 0.2;
 
-/// Default optimisation settings per data set (measured: digits ≥ 99 %, MNIST ≥ 99 %).
+/// Default optimisation settings per data set. Measured test accuracy with seed 0: digits
+/// 99.4 % (hold-out, ~10 s), MNIST 99.5 %, Fashion-MNIST 92.5 % (~4 CPU-minutes each).
 fn defaults(spec: &ImageSpec, seed: u64) -> ClassifierTrainConfig {
     match spec {
         ImageSpec::Digits { .. } => ClassifierTrainConfig {
