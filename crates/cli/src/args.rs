@@ -142,6 +142,21 @@ pub struct TrainArgs {
     pub log_every: Option<usize>,
     #[arg(long)]
     pub checkpoint_every: Option<usize>,
+    /// Every N steps (and at the end) sample the EMA model and log a small-sample FID and KID
+    /// against the training data to metrics.jsonl (drawn in fid.png / kid.png).
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<usize>,
+    /// Samples per evaluation (and reference examples); default 500.
+    #[arg(long, value_name = "N")]
+    pub eval_n: Option<usize>,
+    /// Feature network of the evaluations: raw (default), classifier:DIR or
+    /// inception:WEIGHTS.safetensors.
+    #[arg(long, value_name = "SPEC")]
+    pub eval_features: Option<String>,
+    /// Sampler steps of the evaluations (DDIM for ddpm/iddpm, default 50; EDM Heun otherwise,
+    /// default 18).
+    #[arg(long, value_name = "N")]
+    pub eval_steps: Option<usize>,
     /// Run folder to create (must not exist or be empty, unless --resume).
     #[arg(long)]
     pub out: PathBuf,

@@ -2,6 +2,7 @@
 
 use crate::error::{Result, TrainError};
 use crate::iddpm::IddpmConfig;
+use crate::periodic::PeriodicEvalConfig;
 use rediffuse_core::schedule::rescale_zero_terminal_snr;
 use rediffuse_core::sde::{EdmConfig, Sde};
 use rediffuse_core::vlb::VarianceMode;
@@ -314,6 +315,9 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (and always at the end).
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: usize,
+    /// Sample-quality metrics during training (none by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval: Option<PeriodicEvalConfig>,
     pub model: ModelConfig,
     pub method: Method,
 }
@@ -338,6 +342,7 @@ impl TrainConfig {
             seed: 0,
             log_every: default_log_every(),
             checkpoint_every: default_checkpoint_every(),
+            eval: None,
             model,
             method,
         }
@@ -383,6 +388,9 @@ impl TrainConfig {
             other => TrainError::invalid("model", other.to_string()),
         })?;
         self.method.validate()?;
+        if let Some(e) = &self.eval {
+            e.validate()?;
+        }
         match (self.method.variance_mode().is_learned(), self.model.learn_sigma()) {
             (true, false) => Err(TrainError::invalid(
                 "model.learn_sigma",

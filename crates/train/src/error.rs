@@ -23,6 +23,9 @@ pub enum TrainError {
     /// A run file exists but its content is unreadable or inconsistent with the run.
     #[error("corrupt file {path}: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// The sample-quality evaluation during training failed.
+    #[error("evaluation at step {step} failed: {reason}")]
+    Eval { step: u64, reason: String },
     /// The loss became NaN or infinite.
     #[error("non-finite loss {loss} at step {step}")]
     NonFiniteLoss { step: u64, loss: f64 },

@@ -3,12 +3,13 @@
 use crate::error::{Result, TrainError};
 use crate::fsutil::write_atomic;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricRecord {
     /// Optimiser steps completed.
     pub step: u64,
@@ -16,8 +17,13 @@ pub struct MetricRecord {
     pub loss: f64,
     /// Learning rate of the last step.
     pub lr: f64,
-    /// Training time in seconds since the run started (summed over resumed sessions).
+    /// Training time in seconds since the run started (summed over resumed sessions), without
+    /// the time spent in evaluations.
     pub time_s: f64,
+    /// Sample-quality metrics of an evaluation step (`fid`, `kid`, `kid_std`, `eval_s`, …),
+    /// written as further top-level fields of the JSON line; empty on other steps.
+    #[serde(flatten)]
+    pub eval: BTreeMap<String, f64>,
 }
 
 /// Append-only writer for `metrics.jsonl`.

@@ -164,17 +164,32 @@ pub fn load_run(dir: &Path, use_ema: bool, device: &Device) -> Result<LoadedRun>
     let weights = ckpt.join(if use_ema { EMA_FILE } else { MODEL_FILE });
     let params = sorted_params(&varmap);
     assign_params(&params, read_tensors(&weights, device)?, &weights)?;
-    // Rebuild the network on plain (non-variable) tensors: candle records the graph of every op
-    // that touches a variable, which would keep all activations of a sampling run alive.
-    // Gradients with respect to the input (likelihood divergences) still flow.
     let tensors: HashMap<String, Tensor> =
         params.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
-    let net = config.model.build(VarBuilder::from_tensors(tensors, DType::F32, device))?;
-    Ok(LoadedRun {
-        schedule: config.method.schedule()?,
-        denoiser: NetDenoiser { net, prediction: config.method.prediction() },
-        config,
-        step: state.step,
-        ema: use_ema,
-    })
+    LoadedRun::from_weights(config, tensors, state.step, use_ema, device)
+}
+
+impl LoadedRun {
+    /// A run from in-memory weights (e.g. the trainer's EMA during training). `weights` must hold
+    /// every parameter of `config.model` with its shape (checked by the network's builder).
+    pub fn from_weights(
+        config: TrainConfig,
+        weights: HashMap<String, Tensor>,
+        step: u64,
+        ema: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        // The network is built on plain (non-variable) tensors: candle records the graph of every
+        // op that touches a variable, which would keep all activations of a sampling run alive.
+        // Gradients with respect to the input (likelihood divergences) still flow.
+        let weights = weights.into_iter().map(|(n, t)| (n, t.detach())).collect();
+        let net = config.model.build(VarBuilder::from_tensors(weights, DType::F32, device))?;
+        Ok(LoadedRun {
+            schedule: config.method.schedule()?,
+            denoiser: NetDenoiser { net, prediction: config.method.prediction() },
+            config,
+            step,
+            ema,
+        })
+    }
 }

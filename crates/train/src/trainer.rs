@@ -18,12 +18,15 @@ use crate::lr::{clip_scale, global_grad_norm, warmup_lr};
 use crate::metrics::{MetricRecord, MetricsLog};
 use crate::objective::Objective;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::periodic::{eval_error, PeriodicEval};
 use crate::rng::derive_rng;
+use crate::run::LoadedRun;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use rand_chacha::ChaCha8Rng;
 use rediffuse_core::DiffusionSchedule;
 use rediffuse_nn::DiffusionNet;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -49,6 +52,10 @@ pub struct StepReport {
 pub trait TrainObserver {
     fn on_step(&mut self, report: &StepReport) {
         let _ = report;
+    }
+    /// Called before the sample-quality evaluation of `step` starts (it may take a while).
+    fn on_eval_start(&mut self, step: u64) {
+        let _ = step;
     }
     /// Called after a checkpoint for `step` has been written.
     fn on_checkpoint(&mut self, step: u64) {
@@ -283,6 +290,16 @@ impl Trainer {
         Ok(())
     }
 
+    /// Change the sample-quality evaluation settings (e.g. when resuming); rewrites `config.toml`.
+    pub fn set_eval(&mut self, eval: Option<crate::PeriodicEvalConfig>) -> Result<()> {
+        let mut c = self.config.clone();
+        c.eval = eval;
+        c.validate()?;
+        write_atomic(&self.dir.join(CONFIG_FILE), c.to_toml_string()?.as_bytes())?;
+        self.config = c;
+        Ok(())
+    }
+
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
@@ -344,9 +361,24 @@ impl Trainer {
     /// Train until `config.steps` (or until the observer asks to stop), logging every
     /// `log_every` steps, checkpointing every `checkpoint_every` steps and at the end.
     pub fn run(&mut self, observer: &mut dyn TrainObserver) -> Result<TrainSummary> {
+        self.run_with(observer, None)
+    }
+
+    /// [`Trainer::run`], and with `evaluator` and a `config.eval`, the evaluator's metrics of the
+    /// EMA weights at every evaluation step ([`crate::PeriodicEvalConfig::is_eval_step`]), logged
+    /// in that step's `metrics.jsonl` record together with `eval_s` (the evaluation's seconds,
+    /// which `time_s` does not count). Evaluations draw no randomness from the run, so a run
+    /// trains identically with or without them.
+    pub fn run_with(
+        &mut self,
+        observer: &mut dyn TrainObserver,
+        mut evaluator: Option<&mut dyn PeriodicEval>,
+    ) -> Result<TrainSummary> {
         let total = self.config.steps as u64;
         let (log_every, ckpt_every) = (self.config.log_every as u64, self.config.checkpoint_every as u64);
+        let eval_cfg = self.config.eval.clone().filter(|_| evaluator.is_some());
         let session = Instant::now();
+        let mut eval_time = 0.0;
         let first_step = self.step;
         let mut stopped_early = false;
         while self.step < total {
@@ -360,10 +392,24 @@ impl Trainer {
                 None => loss,
             });
             self.loss_count += 1;
-            let elapsed_s = self.elapsed_before + session.elapsed().as_secs_f64();
+            let train_time = session.elapsed().as_secs_f64() - eval_time;
+            let elapsed_s = self.elapsed_before + train_time;
+            let mut extra = BTreeMap::new();
+            if let (Some(cfg), Some(ev)) = (&eval_cfg, evaluator.as_mut()) {
+                if cfg.is_eval_step(self.step, total) {
+                    observer.on_eval_start(self.step);
+                    let t0 = Instant::now();
+                    let model = self.ema_run()?;
+                    let values = ev.evaluate(&model).map_err(|e| eval_error(self.step, e))?;
+                    extra.extend(values.into_iter().filter(|(_, v)| v.is_finite()));
+                    let dt = t0.elapsed().as_secs_f64();
+                    extra.insert("eval_s".into(), dt);
+                    eval_time += dt;
+                }
+            }
             let mut reported = None;
-            if self.step.is_multiple_of(log_every) || self.step == total {
-                let mean = self.flush_loss(lr, elapsed_s)?;
+            if self.step.is_multiple_of(log_every) || self.step == total || !extra.is_empty() {
+                let mean = self.flush_loss(lr, elapsed_s, extra)?;
                 reported = Some(mean);
             }
             let done = (self.step - first_step) as f64;
@@ -373,14 +419,14 @@ impl Trainer {
                 loss: reported,
                 lr,
                 elapsed_s,
-                steps_per_sec: done / session.elapsed().as_secs_f64().max(1e-9),
+                steps_per_sec: done / train_time.max(1e-9),
             });
             if self.step.is_multiple_of(ckpt_every) && self.step < total {
                 self.save_checkpoint_at(elapsed_s)?;
                 observer.on_checkpoint(self.step);
             }
         }
-        let elapsed_s = self.elapsed_before + session.elapsed().as_secs_f64();
+        let elapsed_s = self.elapsed_before + session.elapsed().as_secs_f64() - eval_time;
         if self.last_checkpoint != Some(self.step) {
             self.save_checkpoint_at(elapsed_s)?;
             observer.on_checkpoint(self.step);
@@ -390,7 +436,7 @@ impl Trainer {
     }
 
     /// Read back the accumulated loss, append a metrics record, reset the accumulator.
-    fn flush_loss(&mut self, lr: f64, elapsed_s: f64) -> Result<f64> {
+    fn flush_loss(&mut self, lr: f64, elapsed_s: f64, eval: BTreeMap<String, f64>) -> Result<f64> {
         let sum = match self.loss_acc.take() {
             Some(t) => t.to_scalar::<f32>()? as f64,
             None => return Err(TrainError::Data("no loss accumulated".into())),
@@ -400,9 +446,20 @@ impl Trainer {
         if !mean.is_finite() {
             return Err(TrainError::NonFiniteLoss { step: self.step, loss: mean });
         }
-        self.metrics.append(&MetricRecord { step: self.step, loss: mean, lr, time_s: elapsed_s })?;
+        self.metrics.append(&MetricRecord { step: self.step, loss: mean, lr, time_s: elapsed_s, eval })?;
         self.last_loss = Some(mean);
         Ok(mean)
+    }
+
+    /// The current EMA weights as a run ready for sampling (a copy: later steps do not change it).
+    pub fn ema_run(&self) -> Result<LoadedRun> {
+        let weights = self
+            .ema
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.copy()?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        LoadedRun::from_weights(self.config.clone(), weights, self.step, true, self.data.device())
     }
 
     /// Write a checkpoint of the current step now.

@@ -44,7 +44,7 @@ impl FromStr for FeatureSpec {
 
 impl FeatureSpec {
     /// Build the extractor for samples of per-sample shape `[C, H, W]`.
-    fn build(&self, shape: [usize; 3], device: &Device) -> Result<Box<dyn FeatureExtractor>> {
+    pub(crate) fn build(&self, shape: [usize; 3], device: &Device) -> Result<Box<dyn FeatureExtractor>> {
         Ok(match self {
             FeatureSpec::Raw => Box::new(RawFeatures::new(shape[0], shape[1], shape[2])?),
             FeatureSpec::Inception(path) => {
@@ -75,7 +75,7 @@ impl FeatureSpec {
 }
 
 /// View `[N, D]` as `[N, D, 1, 1]`; keep `[N, C, H, W]`.
-fn as_images(t: Tensor, what: &str) -> Result<Tensor> {
+pub(crate) fn as_images(t: Tensor, what: &str) -> Result<Tensor> {
     match *t.dims() {
         [n, d] => Ok(t.reshape((n, d, 1, 1))?),
         [_, _, _, _] => Ok(t),

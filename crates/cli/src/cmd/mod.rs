@@ -9,3 +9,4 @@ pub mod iddpm;
 pub mod nll;
 pub mod sample;
 pub mod train;
+pub mod train_eval;

@@ -136,6 +136,7 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = a.checkpoint_every {
         cfg.checkpoint_every = v;
     }
+    cfg.eval = crate::cmd::train_eval::configure(a, cfg.eval.take())?;
     Ok(cfg)
 }
 
@@ -145,6 +146,9 @@ pub struct BarObserver {
 }
 
 impl TrainObserver for BarObserver {
+    fn on_eval_start(&mut self, step: u64) {
+        self.bar.set_message(format!("step {step}: sampling for FID/KID"));
+    }
     fn on_step(&mut self, r: &StepReport) {
         self.bar.set_position(r.step);
         if let Some(loss) = r.loss {
@@ -162,21 +166,44 @@ pub fn train_in(
     quiet: bool,
     infer_dim: bool,
 ) -> Result<()> {
+    train_in_with(out, cfg, extra_steps, None, quiet, infer_dim)
+}
+
+/// [`train_in`]; `eval_args`: the `--eval-*` flags of a resumed run (they update its settings).
+fn train_in_with(
+    out: &Path,
+    cfg: Option<TrainConfig>,
+    extra_steps: Option<usize>,
+    eval_args: Option<&TrainArgs>,
+    quiet: bool,
+    infer_dim: bool,
+) -> Result<()> {
     let device = Device::Cpu;
-    let mut trainer = match cfg {
+    // the evaluator (reference data, feature network) is set up before the run folder is
+    // written, so a bad --eval-* setting leaves nothing behind
+    let (mut trainer, mut evaluator) = match cfg {
         Some(mut cfg) => {
             let data = load_training_data(&cfg, &device)?;
             if let (true, ModelConfig::Mlp(m)) = (infer_dim, &mut cfg.model) {
                 m.data_dim = data.dims()[1..].iter().product();
             }
             cfg.validate()?;
-            Trainer::create(out, cfg, data)?
+            let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
+            (Trainer::create(out, cfg, data)?, evaluator)
         }
         None => {
-            let cfg = TrainConfig::load(&out.join("config.toml"))
+            let mut cfg = TrainConfig::load(&out.join("config.toml"))
                 .with_context(|| format!("{} is not a run folder to resume", out.display()))?;
+            if let Some(a) = eval_args {
+                cfg.eval = crate::cmd::train_eval::configure(a, cfg.eval.take())?;
+            }
+            let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
             let data = load_training_data(&cfg, &device)?;
-            Trainer::resume(out, data)?
+            let mut trainer = Trainer::resume(out, data)?;
+            if eval_args.is_some() {
+                trainer.set_eval(cfg.eval)?;
+            }
+            (trainer, evaluator)
         }
     };
     if let Some(steps) = extra_steps {
@@ -198,11 +225,34 @@ pub fn train_in(
     let bar = progress::bar(cfg.steps as u64, quiet, "train");
     bar.set_position(trainer.step());
     let mut obs = BarObserver { bar };
-    let summary = trainer.run(&mut obs)?;
+    let summary = trainer
+        .run_with(&mut obs, evaluator.as_mut().map(|e| e as &mut dyn rediffuse_train::PeriodicEval))?;
     obs.bar.finish();
     let plot = out.join("loss.png");
     if let Err(e) = crate::cmd::eval::loss_plot(out, &plot) {
         eprintln!("warning: could not draw the loss curve: {e:#}");
+    }
+    if cfg.eval.is_some() {
+        match crate::cmd::train_eval::eval_plots(out) {
+            Ok(files) if !quiet => {
+                if let Some(last) = rediffuse_train::read_metrics(&out.join("metrics.jsonl"))?
+                    .iter()
+                    .rev()
+                    .find(|r| r.eval.contains_key("fid"))
+                {
+                    eprintln!(
+                        "last evaluation (step {}): FID {:.4}, KID {:.5} ± {:.5}; plots {}",
+                        last.step,
+                        last.eval["fid"],
+                        last.eval.get("kid").copied().unwrap_or(f64::NAN),
+                        last.eval.get("kid_std").copied().unwrap_or(f64::NAN),
+                        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: could not draw the evaluation curves: {e:#}"),
+        }
     }
     if !quiet {
         eprintln!(
@@ -220,7 +270,7 @@ pub fn train_in(
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.resume {
         let steps = a.optim.steps.map(|v| positive("steps", v)).transpose()?;
-        return train_in(&a.out, None, steps, a.quiet, false);
+        return train_in_with(&a.out, None, steps, Some(&a), a.quiet, false);
     }
     let cfg = build_config(&a)?;
     train_in(&a.out, Some(cfg), None, a.quiet, a.config.is_none())
