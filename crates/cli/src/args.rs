@@ -196,10 +196,18 @@ pub enum SamplerKind {
     /// DPM-Solver++ multistep 3M.
     #[value(name = "dpmpp-3m")]
     DpmPp3m,
+    /// UniPC multistep predictor–corrector (--order, --unipc-variant, --no-corrector).
+    Unipc,
     /// EDM deterministic Heun (Algorithm 1).
     EdmHeun,
     /// EDM stochastic sampler (Algorithm 2).
     EdmStochastic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UniPcVariantKind {
+    Bh1,
+    Bh2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -236,9 +244,15 @@ pub struct SamplerArgs {
     /// Clip predicted x₀ to [-c, c] (images default to 1).
     #[arg(long)]
     pub clip: Option<f32>,
-    /// Order of DPM-Solver (1–3).
+    /// Order of DPM-Solver and of UniPC's predictor (1–3).
     #[arg(long, default_value_t = 2)]
     pub order: usize,
+    /// UniPC's B(h): bh1 (= h) or bh2 (= e^h − 1, diffusers' default).
+    #[arg(long, value_enum, default_value = "bh2")]
+    pub unipc_variant: UniPcVariantKind,
+    /// UniPC without its corrector (UniP only).
+    #[arg(long)]
+    pub no_corrector: bool,
     /// Langevin corrector signal-to-noise ratio r (pc).
     #[arg(long, default_value_t = 0.16, allow_negative_numbers = true)]
     pub snr: f64,

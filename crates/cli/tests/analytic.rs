@@ -64,6 +64,55 @@ fn gaussian_denoiser_ddpm_recovers_moments_and_init_noise_is_deterministic() {
             assert!((c[i][j] - dc[i][j]).abs() < 0.05 * dc[0][0], "cov {c:?} vs {dc:?}");
         }
     }
+    // UniPC through the CLI (default bh2 order 2; bh1 order 3; predictor only) at 20 NFE
+    for (k, extra) in [vec![], vec!["--order", "3", "--unipc-variant", "bh1"], vec!["--no-corrector"]]
+        .into_iter()
+        .enumerate()
+    {
+        let out = format!("u{k}.npy");
+        let mut a = vec![
+            "sample",
+            "--analytic",
+            "gaussian:data.npy",
+            "--sampler",
+            "unipc",
+            "--steps",
+            "20",
+            "--n",
+            "4000",
+            "--seed",
+            "6",
+            "--out",
+            &out,
+            "--quiet",
+        ];
+        a.extend(extra);
+        ok(&d, &a);
+        let (m, c) = moments(&d.join(&out));
+        for i in 0..2 {
+            assert!((m[i] - dm[i]).abs() < 0.06, "unipc {k}: mean {m:?} vs {dm:?}");
+            for j in 0..2 {
+                assert!((c[i][j] - dc[i][j]).abs() < 0.05 * dc[0][0], "unipc {k}: cov {c:?} vs {dc:?}");
+            }
+        }
+    }
+    fails(
+        &d,
+        &[
+            "sample",
+            "--analytic",
+            "gaussian:data.npy",
+            "--sampler",
+            "unipc",
+            "--order",
+            "4",
+            "--n",
+            "4",
+            "--out",
+            "bad.npy",
+        ],
+        "--order",
+    );
     // --init-noise makes DDIM (η = 0) reproducible and independent of the seed
     let x_t: Vec<f32> = rediffuse_core::NoiseSource::new(1, 0, 8).randn_vec(&[2]);
     write_npy(d.join("xT.npy"), &[8, 2], &x_t, NpyDtype::F64).unwrap();

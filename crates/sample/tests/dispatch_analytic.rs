@@ -9,7 +9,9 @@ use continuous_util::{check_moments, gaussian, rows};
 use rediffuse_core::analytic::GaussianDenoiser;
 use rediffuse_core::sde::Sde;
 use rediffuse_core::{BetaSchedule, DiffusionSchedule, NoiseSource};
-use rediffuse_sample::continuous::{ode_log_likelihood, Divergence, LikelihoodOptions, Predictor};
+use rediffuse_sample::continuous::{
+    ode_log_likelihood, Divergence, LikelihoodOptions, Predictor, UniPcOptions, UniPcVariant,
+};
 use rediffuse_sample::dispatch::{
     nll_ode, sample, sigma_grid_schedule, DispatchError, Frame, NllOptions, Progress, SampleModel,
     SamplerSpec,
@@ -51,6 +53,11 @@ fn all_specs() -> Vec<SamplerSpec> {
         SamplerSpec::DpmSolver { steps: 20, order: 3 },
         SamplerSpec::DpmPp2m { steps: 30 },
         SamplerSpec::DpmPp3m { steps: 20 },
+        SamplerSpec::UniPc { steps: 20, options: UniPcOptions::default() },
+        SamplerSpec::UniPc {
+            steps: 20,
+            options: UniPcOptions { order: 3, variant: UniPcVariant::Bh1, ..UniPcOptions::default() },
+        },
         SamplerSpec::EdmHeun { steps: 40, rho: 7.0 },
         SamplerSpec::EdmStochastic {
             steps: 60,

@@ -1,6 +1,6 @@
 //! `rediffuse sample`: run any sampler on a trained run or an analytic denoiser.
 
-use crate::args::{SampleArgs, SamplerArgs, SamplerKind, SpacingKind, VarianceKind};
+use crate::args::{SampleArgs, SamplerArgs, SamplerKind, SpacingKind, UniPcVariantKind, VarianceKind};
 use crate::io::{finite, positive, prepare_output};
 use crate::progress;
 use anyhow::{bail, Context, Result};
@@ -9,6 +9,7 @@ use rediffuse_core::analytic::{EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser,
 use rediffuse_core::noise::batches;
 use rediffuse_core::{Denoiser, DiffusionSchedule, NoiseSource};
 use rediffuse_data::npy::{read_npy_tensor, write_npy_tensor, NpyDtype};
+use rediffuse_sample::continuous::{UniPcOptions, UniPcVariant};
 use rediffuse_sample::dispatch::{sample, Progress, SampleModel, SamplerSpec};
 use rediffuse_sample::{DdimOptions, DdpmOptions, DdpmVariance, TimestepSpacing};
 use rediffuse_train::LoadedRun;
@@ -143,6 +144,23 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
         }
         SamplerKind::DpmPp2m => SamplerSpec::DpmPp2m { steps: steps(20)? },
         SamplerKind::DpmPp3m => SamplerSpec::DpmPp3m { steps: steps(20)? },
+        SamplerKind::Unipc => {
+            if !(1..=3).contains(&s.order) {
+                bail!("--order must be 1, 2 or 3, got {}", s.order);
+            }
+            SamplerSpec::UniPc {
+                steps: steps(20)?,
+                options: UniPcOptions {
+                    order: s.order,
+                    variant: match s.unipc_variant {
+                        UniPcVariantKind::Bh1 => UniPcVariant::Bh1,
+                        UniPcVariantKind::Bh2 => UniPcVariant::Bh2,
+                    },
+                    corrector: !s.no_corrector,
+                    lower_order_final: true,
+                },
+            }
+        }
         SamplerKind::EdmHeun => SamplerSpec::EdmHeun { steps: steps(18)?, rho },
         SamplerKind::EdmStochastic => SamplerSpec::EdmStochastic {
             steps: steps(18)?,

@@ -13,6 +13,7 @@ pub mod ode;
 pub mod rk45;
 pub mod sde_samplers;
 pub mod stats;
+pub mod unipc;
 pub mod view;
 
 pub use adapters::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
@@ -31,4 +32,5 @@ pub use sde_samplers::{
     euler_maruyama, pc_sample, reverse_diffusion, time_grid, Corrector, PcConfig, Predictor, SnrNorms,
 };
 pub use stats::{Callback, SampleStats, StepInfo};
+pub use unipc::{unipc_multistep, UniPcOptions, UniPcVariant};
 pub use view::{denoise_at, score_from_denoised, sde_score, SigmaDenoiser};

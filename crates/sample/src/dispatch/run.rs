@@ -1,6 +1,7 @@
 //! [`sample`]: draw x_T at the family's scale and run the chosen sampler.
 
 use super::{invalid, DispatchError, Frame, Result, SampleModel, SamplerSpec};
+use crate::continuous::unipc_multistep;
 use crate::continuous::{
     annealed_langevin, dpm_solver, dpmpp_multistep, edm_heun, edm_stochastic, lambda_uniform_sigmas,
     ode_fixed_step, ode_rk45, pc_sample, AnnealedLangevin, Corrector, EdmChurn, OdeMethod, PcConfig,
@@ -176,6 +177,11 @@ pub fn sample(
             let sigmas = dpm_sigmas(f, *steps)?;
             let mut cb = relay(&mut on_step, Some(*steps));
             dpmpp_multistep(sigma, &x, &sigmas, order, Some(cb.as_mut()))?
+        }
+        SamplerSpec::UniPc { steps, options } => {
+            let sigmas = dpm_sigmas(f, *steps)?;
+            let mut cb = relay(&mut on_step, Some(*steps));
+            unipc_multistep(sigma, &x, &sigmas, options, Some(cb.as_mut()))?
         }
         SamplerSpec::EdmHeun { steps, rho } => {
             let sigmas = karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?;

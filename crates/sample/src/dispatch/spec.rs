@@ -1,7 +1,7 @@
 //! The sampler specifications and the prior scale of each sampler family.
 
 use super::{Result, SampleModel};
-use crate::continuous::Predictor;
+use crate::continuous::{Predictor, UniPcOptions};
 use crate::ddim::DdimOptions;
 use crate::ddpm::DdpmOptions;
 use serde::{Deserialize, Serialize};
@@ -124,6 +124,14 @@ pub enum SamplerSpec {
     /// Multistep DPM-Solver++(3M).
     #[serde(rename = "dpmpp-3m")]
     DpmPp3m { steps: usize },
+    /// Multistep UniPC (Zhao et al. 2023) in data-prediction form, same σ grid as `DpmSolver`
+    /// (NFE = `steps`).
+    #[serde(rename = "unipc")]
+    UniPc {
+        steps: usize,
+        #[serde(default)]
+        options: UniPcOptions,
+    },
     /// EDM deterministic Heun (Karras et al. 2022, Algorithm 1) on the ρ-schedule over the frame's σ range.
     EdmHeun {
         steps: usize,
@@ -147,7 +155,7 @@ pub enum SamplerSpec {
 
 impl SamplerSpec {
     /// Short name (`ddpm`, `ddim`, `ddpm-learned`, `langevin`, `euler-maruyama`, `pc`, `ode-euler`, `ode-heun`,
-    /// `ode-rk45`, `dpm-solver`, `dpmpp-2m`, `dpmpp-3m`, `edm-heun`, `edm-stochastic`).
+    /// `ode-rk45`, `dpm-solver`, `dpmpp-2m`, `dpmpp-3m`, `unipc`, `edm-heun`, `edm-stochastic`).
     pub fn name(&self) -> &'static str {
         match self {
             SamplerSpec::Ddpm(_) => "ddpm",
@@ -162,6 +170,7 @@ impl SamplerSpec {
             SamplerSpec::DpmSolver { .. } => "dpm-solver",
             SamplerSpec::DpmPp2m { .. } => "dpmpp-2m",
             SamplerSpec::DpmPp3m { .. } => "dpmpp-3m",
+            SamplerSpec::UniPc { .. } => "unipc",
             SamplerSpec::EdmHeun { .. } => "edm-heun",
             SamplerSpec::EdmStochastic { .. } => "edm-stochastic",
         }
@@ -180,6 +189,7 @@ impl SamplerSpec {
             SamplerSpec::DpmSolver { .. }
             | SamplerSpec::DpmPp2m { .. }
             | SamplerSpec::DpmPp3m { .. }
+            | SamplerSpec::UniPc { .. }
             | SamplerSpec::EdmHeun { .. }
             | SamplerSpec::EdmStochastic { .. } => model.frame.sigma_max,
         })

@@ -1,5 +1,6 @@
-"""Golden trajectories of diffusers' DPMSolverMultistepScheduler (default settings) and
-DDIMScheduler (clip_sample=False, otherwise default) for a fixed closed-form epsilon "model".
+"""Golden trajectories of diffusers' DPMSolverMultistepScheduler (default settings),
+DDIMScheduler (clip_sample=False, otherwise default) and UniPCMultistepScheduler (default
+settings; and order 3 with B(h) = h) for a fixed closed-form epsilon "model".
 
 Run:  python3 crates/sample/tests/golden/make_golden.py
 Writes crates/sample/tests/golden/diffusers_golden.json, read by
@@ -15,7 +16,7 @@ import os
 import diffusers
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
 STEPS = 20
 DIM = 8
@@ -44,6 +45,12 @@ def main():
     ddim = DDIMScheduler(clip_sample=False, **common)
     dpm_ts, dpm_traj = run(dpm, x_t)
     ddim_ts, ddim_traj = run(ddim, x_t)
+    unipc_ts, unipc_traj = run(UniPCMultistepScheduler(**common), x_t)
+    unipc3_ts, unipc3_traj = run(UniPCMultistepScheduler(solver_order=3, solver_type="bh1", **common), x_t)
+    # with B(h) = h the last step to sigma = 0 multiplies h = -inf by a zero sum in diffusers (NaN);
+    # keep the 19 finite states
+    assert all(np.isfinite(np.array(s)).all() for s in unipc3_traj[:-1])
+    unipc3_traj = unipc3_traj[:-1]
     out = {
         "diffusers_version": diffusers.__version__,
         "torch_version": torch.__version__,
@@ -57,6 +64,13 @@ def main():
         "ddim": {"settings": "DDIMScheduler defaults except clip_sample=False (eta=0, leading spacing, "
                              "set_alpha_to_one=True)",
                  "timesteps": ddim_ts, "trajectory": ddim_traj},
+        "unipc_bh2": {"settings": "UniPCMultistepScheduler defaults (solver_order=2, bh2, predict_x0, "
+                                  "corrector on, lower_order_final, linspace, final_sigmas_type=zero)",
+                      "timesteps": unipc_ts, "trajectory": unipc_traj},
+        "unipc_bh1_order3": {"settings": "UniPCMultistepScheduler(solver_order=3, solver_type='bh1'), "
+                                         "otherwise defaults; the last state (NaN in diffusers: B(h) = h = -inf "
+                                         "at sigma = 0) is left out",
+                             "timesteps": unipc3_ts, "trajectory": unipc3_traj},
     }
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "diffusers_golden.json")
     with open(path, "w") as f:
