@@ -78,12 +78,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut y: Vec<f64>) -> Result<Vec<f64>> {
         }
         a.swap(c, piv);
         y.swap(c, piv);
-        for r in c + 1..n {
-            let f = a[r][c] / a[c][c];
-            for k in c..n {
-                a[r][k] -= f * a[c][k];
+        let (top, rest) = a.split_at_mut(c + 1);
+        let pivot_row = &top[c];
+        for (i, row) in rest.iter_mut().enumerate() {
+            let f = row[c] / pivot_row[c];
+            for (v, p) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                *v -= f * p;
             }
-            y[r] -= f * y[c];
+            y[c + 1 + i] -= f * y[c];
         }
     }
     let mut x = vec![0.0; n];
