@@ -202,11 +202,18 @@ fn report_specs(tag: &str) -> Vec<SamplerSpec> {
         },
         SamplerSpec::EulerMaruyama { steps: 500, eps: None, denoise: true },
     ]);
-    v
+    let first = v[0].clone();
+    let mut out = vec![first.clone()];
+    out.extend(v.into_iter().skip(1).filter(|s| *s != first));
+    out
 }
 
 /// Every method × several samplers at n = 1000 (about 8 minutes on one core): prints raw and
-/// classifier FID, IS, precision, NFE and time per sampler; the native sampler must pass.
+/// classifier FID, IS, precision, NFE, time and the quality verdict per sampler; the native
+/// sampler must pass. Measured: every stochastic sampler passes; with the ε-predicting MLPs
+/// (all but EDM) the deterministic ones (DDIM η = 0, ODE Heun, DPM-Solver++ 2M, EDM Heun) leave
+/// 15–20% of pixels outside [−1.1, 1.1] and fail, as ε errors at large σ grow into x̂₀ errors
+/// (×σ) that no noise injection corrects; with EDM's preconditioning they all pass.
 #[test]
 #[ignore]
 fn digits_report() {
