@@ -132,9 +132,15 @@ pub struct TrainArgs {
     pub ema_decay: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Preset sizes for image sets (digits, mnist, fashion-mnist, cifar10).
+    /// Preset sizes for image sets (digits, mnist, fashion-mnist, cifar10; with --model mlp: digits).
     #[arg(long)]
     pub preset: Option<String>,
+    /// MLP: width of the hidden layers (default 128; 512 with --preset digits).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// MLP: number of residual blocks (default 3).
+    #[arg(long)]
+    pub layers: Option<usize>,
     /// Points generated for toy sets.
     #[arg(long)]
     pub n_train: Option<usize>,
@@ -527,6 +533,10 @@ pub struct ExportArgs {
 pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
+    /// Network: the residual MLP on the 64 pixels (about a minute on 2 cores) or the U-Net
+    /// (about 10 minutes).
+    #[arg(long, value_enum, default_value = "mlp")]
+    pub model: ModelKind,
     /// Override the number of training steps.
     #[arg(long)]
     pub steps: Option<usize>,

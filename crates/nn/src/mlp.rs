@@ -1,4 +1,5 @@
-//! Time-conditioned residual MLP ε-model for low-dimensional data (2-D toy sets, small vectors).
+//! Time-conditioned residual MLP ε-model for low-dimensional data (2-D toy sets, small vectors,
+//! small images such as the 8×8 digits, which it sees as flat vectors).
 //!
 //! ```text
 //! e    = W_t2·SiLU(W_t1·sinusoidal(t) + b_t1) + b_t2                 time embedding, [B, hidden]
@@ -8,6 +9,9 @@
 //! ```
 //! With `learn_sigma` the output has two halves (iDDPM, seed 002): the prediction `[:, :d]` and
 //! the variance interpolation v `[:, d:]` (see `rediffuse_core::vlb::VarianceMode::LearnedRange`).
+//! With a `sample_shape` (e.g. `[1, 8, 8]`) it takes `[B, ..sample_shape]`, flattens it to
+//! `[B, d]` and returns `[B, ..sample_shape]` (learned variance: `[B, 2C, H, W]`, the channel
+//! halves being the two output halves), so image samplers, grids and metrics apply unchanged.
 //! Parameter names (stable, used in checkpoints): `time_embed.linear_1.{weight,bias}`,
 //! `time_embed.linear_2.*`, `input.*`, `blocks.{l}.*` (l = 0 … layers−1), `output.*`.
 
@@ -47,6 +51,10 @@ pub struct MlpConfig {
     /// (default false; omitted from configs when false).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub learn_sigma: bool,
+    /// Shape of one sample when samples are not vectors (images `[C, H, W]`); its product is
+    /// `data_dim`. `None` (omitted from configs): samples are `[data_dim]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_shape: Option<Vec<usize>>,
 }
 
 impl MlpConfig {
@@ -58,7 +66,29 @@ impl MlpConfig {
             layers: default_layers(),
             time_embed_dim: default_time_embed_dim(),
             learn_sigma: false,
+            sample_shape: None,
         }
+    }
+
+    /// Defaults for samples of shape `shape` (e.g. images `[C, H, W]`), seen as flat vectors.
+    pub fn for_shape(shape: &[usize]) -> Self {
+        let d = shape.iter().product();
+        match shape {
+            [_] => Self::new(d),
+            _ => Self { sample_shape: Some(shape.to_vec()), ..Self::new(d) },
+        }
+    }
+
+    /// Shape of one data sample: `sample_shape`, or `[data_dim]`.
+    pub fn sample_shape(&self) -> Vec<usize> {
+        self.sample_shape.clone().unwrap_or_else(|| vec![self.data_dim])
+    }
+
+    /// Shape of one output: the sample shape, its first axis doubled with `learn_sigma`.
+    fn output_shape(&self) -> Vec<usize> {
+        let mut s = self.sample_shape();
+        s[0] *= if self.learn_sigma { 2 } else { 1 };
+        s
     }
 
     /// Width of the output: `data_dim`, doubled with `learn_sigma`.
@@ -72,6 +102,14 @@ impl MlpConfig {
         }
         if self.hidden == 0 {
             return Err(NnError::invalid("hidden", "must be >= 1"));
+        }
+        if let Some(shape) = &self.sample_shape {
+            if shape.is_empty() || shape.iter().product::<usize>() != self.data_dim {
+                return Err(NnError::invalid(
+                    "sample_shape",
+                    format!("{shape:?} must be non-empty with product data_dim = {}", self.data_dim),
+                ));
+            }
         }
         if self.time_embed_dim < 2 {
             return Err(NnError::invalid(
@@ -90,12 +128,13 @@ impl MlpConfig {
         e * h + h + h * h + h + (d + h) * h + h + l * (h * h + h) + h * o + o
     }
 
-    /// Data samples must be vectors of length `data_dim`.
+    /// Data samples must have the shape [`MlpConfig::sample_shape`].
     pub fn check_data_shape(&self, sample_shape: &[usize]) -> std::result::Result<(), NnError> {
-        if sample_shape != [self.data_dim] {
+        let want = self.sample_shape();
+        if sample_shape != want.as_slice() {
             return Err(NnError::DataShape {
                 got: sample_shape.to_vec(),
-                reason: format!("the MLP expects samples of shape [{}]", self.data_dim),
+                reason: format!("the MLP expects samples of shape {want:?}"),
             });
         }
         Ok(())
@@ -161,21 +200,30 @@ impl Mlp {
 
 impl DiffusionNet for Mlp {
     fn forward(&self, x_t: &Tensor, t: &Tensor, _train: bool) -> Result<Tensor> {
-        let d = self.config.data_dim;
+        let shape = self.config.sample_shape();
         let b = match x_t.dims() {
-            &[b, dd] if dd == d => b,
-            other => bail!("Mlp expects x_t of shape [B, {d}], got {other:?}"),
+            [b, rest @ ..] if rest == shape.as_slice() => *b,
+            other => bail!("Mlp expects x_t of shape [B, {}], got {other:?}", fmt_shape(&shape)),
         };
         if t.dims() != [b] {
             bail!("Mlp expects t of shape [{b}], got {:?}", t.dims());
         }
         let e = self.time_2.forward(&silu(&self.time_1.forward(&self.embed.forward(t)?)?)?)?;
-        let mut h = self.input.forward(&Tensor::cat(&[x_t, &e], 1)?)?;
+        let x = x_t.reshape((b, self.config.data_dim))?;
+        let mut h = self.input.forward(&Tensor::cat(&[&x, &e], 1)?)?;
         for blk in &self.blocks {
             h = (&h + blk.forward(&silu(&h)?)?)?;
         }
-        self.output.forward(&silu(&h)?)
+        let out = self.output.forward(&silu(&h)?)?;
+        match &self.config.sample_shape {
+            None => Ok(out),
+            Some(_) => out.reshape([vec![b], self.config.output_shape()].concat()),
+        }
     }
+}
+
+fn fmt_shape(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -193,7 +241,14 @@ mod tests {
 
     #[test]
     fn shapes_and_param_count() {
-        let cfg = MlpConfig { data_dim: 3, hidden: 16, layers: 2, time_embed_dim: 8, learn_sigma: false };
+        let cfg = MlpConfig {
+            data_dim: 3,
+            hidden: 16,
+            layers: 2,
+            time_embed_dim: 8,
+            learn_sigma: false,
+            sample_shape: None,
+        };
         let (vm, m) = build(&cfg);
         // hand count: time 8·16+16 + 16·16+16, input 19·16+16, blocks 2·(256+16), output 16·3+3
         let hand = (128 + 16) + (256 + 16) + (19 * 16 + 16) + 2 * (256 + 16) + (48 + 3);
@@ -225,10 +280,49 @@ mod tests {
         assert_eq!(back, ls);
     }
 
+    /// With a sample shape the MLP computes exactly the flat network on the flattened images and
+    /// returns image-shaped outputs; learned variance doubles the channels, halves in order.
+    #[test]
+    fn image_shaped_samples_are_flattened() {
+        let dev = Device::Cpu;
+        for learn_sigma in [false, true] {
+            let img = MlpConfig { hidden: 16, learn_sigma, ..MlpConfig::for_shape(&[2, 3, 4]) };
+            assert_eq!((img.data_dim, img.sample_shape()), (24, vec![2, 3, 4]));
+            let flat = MlpConfig { sample_shape: None, ..img.clone() };
+            let vm = VarMap::new();
+            let vb = VarBuilder::from_varmap(&vm, DType::F32, &dev);
+            let m_img = Mlp::new(&img, vb.clone()).unwrap();
+            let m_flat = Mlp::new(&flat, vb).unwrap(); // same variables
+            let x = Tensor::randn(0f32, 1., (5, 2, 3, 4), &dev).unwrap();
+            let t = Tensor::new(&[0f32, 3., 10., 500., 999.], &dev).unwrap();
+            let y = m_img.forward(&x, &t, false).unwrap();
+            let c = if learn_sigma { 4 } else { 2 };
+            assert_eq!(y.dims(), &[5, c, 3, 4]);
+            let y_flat = m_flat.forward(&x.reshape((5, 24)).unwrap(), &t, false).unwrap();
+            let diff = (y.reshape((5, 24 * c / 2)).unwrap() - y_flat).unwrap().abs().unwrap();
+            assert_eq!(diff.max_all().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+            assert!(img.check_data_shape(&[2, 3, 4]).is_ok());
+            assert!(img.check_data_shape(&[24]).is_err());
+            assert!(m_img.forward(&x.reshape((5, 24)).unwrap(), &t, false).is_err());
+            let back: MlpConfig = serde_json::from_str(&serde_json::to_string(&img).unwrap()).unwrap();
+            assert_eq!(back, img);
+        }
+        assert_eq!(MlpConfig::for_shape(&[7]), MlpConfig::new(7));
+        let bad = MlpConfig { sample_shape: Some(vec![1, 8, 7]), ..MlpConfig::new(64) };
+        assert!(matches!(bad.validate(), Err(NnError::InvalidConfig { field: "sample_shape", .. })));
+    }
+
     /// Every parameter receives a non-zero gradient from a squared-error loss.
     #[test]
     fn gradients_reach_every_parameter() {
-        let cfg = MlpConfig { data_dim: 2, hidden: 32, layers: 3, time_embed_dim: 16, learn_sigma: false };
+        let cfg = MlpConfig {
+            data_dim: 2,
+            hidden: 32,
+            layers: 3,
+            time_embed_dim: 16,
+            learn_sigma: false,
+            sample_shape: None,
+        };
         let (vm, m) = build(&cfg);
         let dev = Device::Cpu;
         let x = Tensor::randn(0f32, 1., (64, 2), &dev).unwrap();

@@ -84,7 +84,7 @@ impl ModelConfig {
     /// Shape of one data sample (without the batch dimension) the network takes.
     pub fn sample_shape(&self) -> Vec<usize> {
         match self {
-            ModelConfig::Mlp(c) => vec![c.data_dim],
+            ModelConfig::Mlp(c) => c.sample_shape(),
             ModelConfig::Unet(c) => vec![c.in_channels, c.image_size, c.image_size],
         }
     }
@@ -116,6 +116,7 @@ mod tests {
             layers: 1,
             time_embed_dim: 4,
             learn_sigma: false,
+            sample_shape: None,
         });
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"kind\":\"mlp\""), "{json}");

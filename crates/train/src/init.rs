@@ -115,6 +115,7 @@ mod tests {
             layers: 2,
             time_embed_dim: 8,
             learn_sigma: false,
+            sample_shape: None,
         });
         let dev = Device::Cpu;
         let snapshot = |seed| {

@@ -9,6 +9,7 @@ use rediffuse_data::images::{ImageSpec, Split};
 use rediffuse_data::npy::{write_npy_tensor, NpyDtype};
 use rediffuse_data::source::DataSpec;
 use rediffuse_data::DataError;
+use rediffuse_nn::mlp::MlpConfig;
 use rediffuse_nn::unet::UnetConfig;
 use rediffuse_nn::ModelConfig;
 use rediffuse_train::TrainConfig;
@@ -88,13 +89,36 @@ pub fn default_unet(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
     Ok(ModelConfig::Unet(cfg))
 }
 
-/// Training hyper-parameters of a preset (sizes chosen for a 2-core CPU).
+/// The MLP of a preset (`data_dim` and the sample shape come from the data when training
+/// starts): `digits` is a 512-wide residual MLP on the 64 pixels of the 8×8 digits.
+pub fn default_mlp(preset: Option<&str>) -> Result<ModelConfig> {
+    let mut m = MlpConfig::new(2);
+    match preset {
+        None => {}
+        Some("digits") => m.hidden = MLP_DIGITS_HIDDEN,
+        Some(other) => bail!("preset `{other}` has no MLP (--model mlp takes --preset digits)"),
+    }
+    Ok(ModelConfig::Mlp(m))
+}
+
+/// Width of the digits MLP preset.
+pub const MLP_DIGITS_HIDDEN: usize = 512;
+/// Steps, batch size, learning rate and warm-up of the digits MLP preset.
+pub const MLP_DIGITS_TRAINING: (usize, usize, f64, usize) = (4000, 256, 2e-3, 200);
+
+/// Training hyper-parameters of a preset for the configured network (sizes chosen for a
+/// 2-core CPU).
 pub fn apply_preset(cfg: &mut TrainConfig, preset: &str) -> Result<()> {
-    let (steps, batch, lr, warmup) = match preset {
-        "digits" => (3000, 128, 2e-3, 200),
-        "mnist" | "fashion-mnist" => (4000, 64, 1e-3, 200),
-        "cifar10" => (20000, 64, 5e-4, 500),
-        other => bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)"),
+    let mlp = matches!(cfg.model, ModelConfig::Mlp(_));
+    let (steps, batch, lr, warmup) = match (preset, mlp) {
+        ("digits", true) => MLP_DIGITS_TRAINING,
+        ("digits", false) => (3000, 128, 2e-3, 200),
+        ("mnist" | "fashion-mnist", false) => (4000, 64, 1e-3, 200),
+        ("cifar10", false) => (20000, 64, 5e-4, 500),
+        (other, true) => bail!("preset `{other}` has no MLP (--model mlp takes --preset digits)"),
+        (other, false) => {
+            bail!("unknown preset `{other}` (expected digits, mnist, fashion-mnist, cifar10)")
+        }
     };
     cfg.steps = steps;
     cfg.batch_size = batch;

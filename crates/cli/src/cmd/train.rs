@@ -40,7 +40,7 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         None => {
             let data = a.data.clone().context("--data is required (or give --config)")?;
             let model = match a.model.unwrap_or(ModelKind::Mlp) {
-                ModelKind::Mlp => ModelConfig::Mlp(MlpConfig::new(2)),
+                ModelKind::Mlp => crate::cmd::data::default_mlp(a.preset.as_deref())?,
                 ModelKind::Unet => crate::cmd::data::default_unet(&data, a.preset.as_deref())?,
             };
             let mut cfg = TrainConfig::new(data, model, Method::ddpm_default());
@@ -55,6 +55,17 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     };
     if let Some(d) = &a.data {
         cfg.data = d.clone();
+    }
+    if a.hidden.is_some() || a.layers.is_some() {
+        let ModelConfig::Mlp(m) = &mut cfg.model else {
+            bail!("--hidden and --layers apply to --model mlp only");
+        };
+        if let Some(h) = a.hidden {
+            m.hidden = positive("hidden", h as i64)?;
+        }
+        if let Some(l) = a.layers {
+            m.layers = l;
+        }
     }
     if let Some(m) = a.method {
         let same = matches!(
@@ -185,7 +196,8 @@ fn train_in_with(
         Some(mut cfg) => {
             let data = load_training_data(&cfg, &device)?;
             if let (true, ModelConfig::Mlp(m)) = (infer_dim, &mut cfg.model) {
-                m.data_dim = data.dims()[1..].iter().product();
+                let shape = MlpConfig::for_shape(&data.dims()[1..]);
+                (m.data_dim, m.sample_shape) = (shape.data_dim, shape.sample_shape);
             }
             cfg.validate()?;
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;

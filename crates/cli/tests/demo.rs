@@ -1,0 +1,162 @@
+//! `rediffuse demo` (the README's first command, shortened) and the MLP on image data.
+
+mod common;
+use common::*;
+use rediffuse_data::npy::{read_npy, write_npy};
+use rediffuse_data::NpyDtype;
+
+/// The demo trains the digits MLP, writes the grid, the denoising strip, the loss curve and the
+/// samples; its samples are far closer to the digits than noise is (raw-pixel FID), nearly all
+/// of their pixels lie in [−1.1, 1.1], and it refuses to write into a non-empty folder.
+#[test]
+fn demo_trains_samples_and_refuses_to_overwrite() {
+    let d = tmp("demo");
+    let out = ok(&d, &["demo", "--steps", "800", "--out", "demo", "--quiet"]);
+    for f in ["samples.png", "denoising.png", "loss.png"] {
+        assert!(out.contains(f), "{out}");
+        assert!(d.join("demo").join(f).metadata().unwrap().len() > 1000, "{f}");
+    }
+    let cfg = compact(&d.join("demo/config.toml"));
+    assert!(cfg.contains("kind=\"mlp\"") && cfg.contains("sample_shape=[1,8,8,]"), "{cfg}");
+    let s = read_npy(d.join("demo/samples.npy")).unwrap();
+    assert_eq!(s.shape, vec![64, 1, 8, 8]);
+    let outside = s.data.iter().filter(|p| !(-1.1..=1.1).contains(*p)).count() as f64 / s.data.len() as f64;
+    assert!(s.data.iter().all(|p| p.is_finite()) && outside < 0.1, "{outside} of pixels outside [-1.1, 1.1]");
+
+    // 500 samples of the demo's run and 500 of N(0, I) against the digits, on raw pixels
+    ok(
+        &d,
+        &["sample", "--run", "demo", "--sampler", "ddim", "--steps", "50", "--n", "500", "--out", "x.npy"],
+    );
+    ok(&d, &["data", "export", "digits", "--n", "500", "--seed", "3", "--out", "ref.npy"]);
+    let noise: Vec<f32> = (0..500 * 64).map(|i| gauss(i as u64)).collect();
+    write_npy(d.join("noise.npy"), &[500, 1, 8, 8], &noise, NpyDtype::F32).unwrap();
+    let fid = |samples: &str, json: &str| {
+        ok(
+            &d,
+            &[
+                "eval",
+                "--samples",
+                samples,
+                "--data",
+                "ref.npy",
+                "--metric",
+                "fid",
+                "--features",
+                "raw",
+                "--json",
+                json,
+            ],
+        );
+        json_value(&d.join(json))
+    };
+    let (model, noise) = (fid("x.npy", "x.json"), fid("noise.npy", "n.json"));
+    println!("raw-pixel FID vs 500 digits: demo {model:.3}, N(0, I) {noise:.3}");
+    assert!(model < 0.05 * noise, "demo samples FID {model} vs noise {noise}");
+
+    fails(&d, &["demo", "--steps", "10", "--out", "demo", "--quiet"], "not empty");
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A run's config.toml without white space.
+fn compact(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap().split_whitespace().collect()
+}
+
+/// A standard normal draw from a counter (Box–Muller on two hashed uniforms).
+fn gauss(i: u64) -> f32 {
+    let u = |k: u64| {
+        let mut z = k.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (a, b) = (u(2 * i).max(1e-12), u(2 * i + 1));
+    ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
+}
+
+/// `--model mlp` on images: the sample shape comes from the data, `--hidden`/`--layers` size the
+/// MLP, samples are images; U-Net-only and MLP-only options are refused with a clear error.
+#[test]
+fn mlp_on_images_and_its_flags() {
+    let d = tmp("mlp-images");
+    ok(
+        &d,
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--model",
+            "mlp",
+            "--hidden",
+            "64",
+            "--layers",
+            "2",
+            "--steps",
+            "30",
+            "--batch-size",
+            "32",
+            "--out",
+            "m",
+            "--quiet",
+        ],
+    );
+    let cfg = compact(&d.join("m/config.toml"));
+    for want in ["data_dim=64", "hidden=64", "layers=2", "sample_shape=[1,8,8,]"] {
+        assert!(cfg.contains(want), "{want} missing from\n{cfg}");
+    }
+    ok(
+        &d,
+        &[
+            "sample",
+            "--run",
+            "m",
+            "--sampler",
+            "ddim",
+            "--steps",
+            "5",
+            "--n",
+            "6",
+            "--out",
+            "s.npy",
+            "--png",
+            "s.png",
+        ],
+    );
+    assert_eq!(read_npy(d.join("s.npy")).unwrap().shape, vec![6, 1, 8, 8]);
+    assert!(d.join("s.png").exists());
+    // iDDPM on the MLP: learned variance doubles the channels of its output
+    ok(
+        &d,
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--model",
+            "mlp",
+            "--method",
+            "iddpm",
+            "--hidden",
+            "32",
+            "--steps",
+            "5",
+            "--batch-size",
+            "8",
+            "--out",
+            "i",
+            "--quiet",
+        ],
+    );
+    ok(
+        &d,
+        &["sample", "--run", "i", "--sampler", "ddpm-learned", "--steps", "5", "--n", "3", "--out", "l.npy"],
+    );
+    assert_eq!(read_npy(d.join("l.npy")).unwrap().shape, vec![3, 1, 8, 8]);
+
+    let train = ["train", "--data", "digits", "--steps", "5", "--out", "bad", "--quiet"];
+    fails(&d, &[&train[..], &["--model", "unet", "--hidden", "64"]].concat(), "--model mlp only");
+    fails(&d, &[&train[..], &["--model", "mlp", "--hidden", "0"]].concat(), "hidden");
+    fails(&d, &[&train[..], &["--model", "mlp", "--preset", "mnist"]].concat(), "has no MLP");
+    assert!(!d.join("bad").exists(), "a refused run leaves no folder");
+    std::fs::remove_dir_all(&d).unwrap();
+}
