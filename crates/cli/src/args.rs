@@ -247,9 +247,13 @@ pub struct SamplerArgs {
     /// DDPM reverse variance.
     #[arg(long, value_enum, default_value = "beta")]
     pub variance: VarianceKind,
-    /// Clip predicted x₀ to [-c, c] (images default to 1).
+    /// Clip predicted x₀ (DDPM, DDIM) and every other sampler's denoised estimate D(x; σ) to
+    /// [-c, c] (images default to 1).
     #[arg(long)]
     pub clip: Option<f32>,
+    /// Do not clip (images included).
+    #[arg(long, conflicts_with = "clip")]
+    pub no_clip: bool,
     /// Order of DPM-Solver and of UniPC's predictor (1–3).
     #[arg(long, default_value_t = 2)]
     pub order: usize,

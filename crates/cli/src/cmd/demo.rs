@@ -67,7 +67,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // the MLP's data_dim and sample shape come from the data
     crate::cmd::train::train_in(&a.out, Some(cfg), None, a.quiet, true)?;
 
-    let model = crate::cmd::sample::from_run(&a.out, true)?;
+    let mut model = crate::cmd::sample::from_run(&a.out, true)?;
+    // as `rediffuse sample` does for images: denoised estimates clipped to [−1, 1]
+    model.clip_denoised = Some(1.0);
     let spec = demo_sampler(a.model);
     // The first batch's trajectory gives the denoising strip: x_t and the predicted x₀ of
     // 6 samples at every 7th step and the last.

@@ -26,17 +26,20 @@ pub struct Model {
     pub source: Source,
     /// Shape of one sample (without the batch dimension).
     pub sample_shape: Vec<usize>,
+    /// Clamp of the σ-space samplers' denoised estimates (`SampleModel::with_clip_denoised`).
+    pub clip_denoised: Option<f64>,
 }
 
 impl Model {
     /// The sampler-facing view (discrete denoiser, σ-space model, SDE frame).
     pub fn sample_model(&self) -> Result<SampleModel<'_>> {
-        Ok(match &self.source {
+        let model = match &self.source {
             Source::Run(run) => run.sample_model()?,
             Source::Analytic { denoiser, schedule } => {
                 SampleModel::from_discrete(&**denoiser, schedule.clone())?
             }
-        })
+        };
+        Ok(model.with_clip_denoised(self.clip_denoised)?)
     }
 
     pub fn schedule(&self) -> &DiffusionSchedule {
@@ -69,7 +72,7 @@ fn analytic(spec: &str, a: &SampleArgs) -> Result<Model> {
         }
         other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
     };
-    Ok(Model { source: Source::Analytic { denoiser, schedule }, sample_shape: shape })
+    Ok(Model { source: Source::Analytic { denoiser, schedule }, sample_shape: shape, clip_denoised: None })
 }
 
 /// Load a trained run as a model.
@@ -77,12 +80,20 @@ pub fn from_run(run: &Path, ema: bool) -> Result<Model> {
     let loaded = rediffuse_train::load_run(run, ema, &Device::Cpu)
         .with_context(|| format!("loading run {}", run.display()))?;
     let sample_shape = crate::cmd::data::run_sample_shape(&loaded.config)?;
-    Ok(Model { source: Source::Run(Box::new(loaded)), sample_shape })
+    Ok(Model { source: Source::Run(Box::new(loaded)), sample_shape, clip_denoised: None })
 }
 
 /// Sampler settings from flags.
+/// The clipping limit of `--clip` / `--no-clip`: images default to 1, other data to none.
+pub fn clip_of(s: &SamplerArgs, image: bool) -> Result<Option<f32>> {
+    if let Some(c) = s.clip {
+        finite("clip", c as f64, true)?;
+    }
+    Ok(if s.no_clip { None } else { s.clip.or(image.then_some(1.0)) })
+}
+
 pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) -> Result<SamplerSpec> {
-    let clip = s.clip.or(if image { Some(1.0) } else { None });
+    let clip = clip_of(s, image)?;
     let steps = |default: usize| -> Result<usize> {
         match s.steps {
             Some(v) => positive("steps", v),
@@ -238,13 +249,14 @@ pub fn run(a: SampleArgs) -> Result<()> {
     if let Some(png) = &a.png {
         prepare_output(png, a.force)?;
     }
-    let model = match (&a.run, &a.analytic) {
+    let mut model = match (&a.run, &a.analytic) {
         (Some(run), None) => from_run(run, !a.no_ema)?,
         (None, Some(spec)) => analytic(spec, &a)?,
         _ => bail!("give exactly one of --run RUN_DIR or --analytic KIND:ARG"),
     };
     let image = model.sample_shape.len() == 3;
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
+    model.clip_denoised = clip_of(&a.sampler, image)?.map(f64::from);
     let init = match &a.init_noise {
         Some(p) => {
             let x = read_npy_tensor(p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;

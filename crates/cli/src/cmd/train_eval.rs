@@ -55,7 +55,7 @@ pub fn configure(a: &TrainArgs, current: Option<PeriodicEvalConfig>) -> Result<O
 }
 
 /// The sampler of the evaluations: DDIM (η = 0) for discrete-time runs, EDM's Heun sampler in
-/// σ-space for the continuous ones; x₀ is clipped to [−1, 1] for images.
+/// σ-space for the continuous ones; x₀ (D) is clipped to [−1, 1] for images.
 pub fn eval_sampler(method: &Method, steps: Option<usize>, image: bool) -> SamplerSpec {
     match method {
         Method::Ddpm { .. } | Method::Iddpm { .. } => SamplerSpec::Ddim(DdimOptions {
@@ -119,7 +119,9 @@ impl FidKidEval {
     }
 
     fn metrics(&mut self, run: &LoadedRun) -> Result<BTreeMap<String, f64>> {
-        let model = run.sample_model()?;
+        // images: denoised estimates clipped to [−1, 1], as `rediffuse sample` does
+        let image = self.sample_shape.len() == 3;
+        let model = run.sample_model()?.with_clip_denoised(image.then_some(1.0))?;
         let mut parts = Vec::new();
         for (start, count) in batches(self.n, SAMPLE_BATCH) {
             let mut noise = NoiseSource::new(self.seed, start as u64, count);

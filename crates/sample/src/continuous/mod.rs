@@ -33,4 +33,4 @@ pub use sde_samplers::{
 };
 pub use stats::{Callback, SampleStats, StepInfo};
 pub use unipc::{unipc_multistep, UniPcOptions, UniPcVariant};
-pub use view::{denoise_at, score_from_denoised, sde_score, SigmaDenoiser};
+pub use view::{denoise_at, score_from_denoised, sde_score, ClampDenoised, SigmaDenoiser};

@@ -38,6 +38,23 @@ pub fn per_sample(values: &[f64], like: &Tensor) -> Result<Tensor> {
     Ok(if like.dtype() == DType::F64 { t } else { t.to_dtype(like.dtype())? })
 }
 
+/// D(x; σ) clamped element-wise to [−limit, limit]: the σ-space form of DDPM/DDIM's x̂₀
+/// clipping (diffusers' `clip_sample`), for data known to lie in that range (images in [−1, 1]).
+/// Every sampler built on D — ODE, DPM-Solver, UniPC, EDM, and through the score
+/// (D − x)/σ² the SDE and Langevin samplers — then sees in-range denoised estimates. It is for
+/// sampling only: where it is active its gradient is zero, so likelihoods use the plain model.
+#[derive(Debug, Clone)]
+pub struct ClampDenoised<M> {
+    pub model: M,
+    pub limit: f64,
+}
+
+impl<M: SigmaDenoiser> SigmaDenoiser for ClampDenoised<M> {
+    fn denoise(&self, x: &Tensor, sigma: &[f64]) -> Result<Tensor> {
+        Ok(self.model.denoise(x, sigma)?.clamp(-self.limit, self.limit)?)
+    }
+}
+
 /// Every sample at the same noise level.
 pub fn denoise_at(model: &impl SigmaDenoiser, x: &Tensor, sigma: f64) -> Result<Tensor> {
     model.denoise(x, &vec![sigma; x.dim(0)?])

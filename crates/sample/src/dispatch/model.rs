@@ -104,6 +104,8 @@ pub struct SampleModel<'a> {
     pub(super) dtype: DType,
     /// The learned-variance model over `schedule` (full `[B, 2C, …]` output), if any.
     pub(super) learned: Option<Box<dyn Denoiser + 'a>>,
+    /// Clamp of the σ-space samplers' denoised estimates ([`SampleModel::with_clip_denoised`]).
+    pub(super) clip_denoised: Option<f64>,
 }
 
 impl<'a> SampleModel<'a> {
@@ -148,6 +150,7 @@ impl<'a> SampleModel<'a> {
             levels: None,
             dtype: DType::F32,
             learned: None,
+            clip_denoised: None,
         })
     }
 
@@ -180,6 +183,7 @@ impl<'a> SampleModel<'a> {
             levels: None,
             dtype: DType::F32,
             learned: None,
+            clip_denoised: None,
         })
     }
 
@@ -201,6 +205,19 @@ impl<'a> SampleModel<'a> {
     pub fn with_learned_variance<D: Denoiser + 'a>(mut self, full: D) -> Self {
         self.learned = Some(Box::new(full));
         self
+    }
+
+    /// Clamp the denoised estimate D(x; σ) to [−limit, limit] in every σ-space sampler
+    /// ([`crate::continuous::ClampDenoised`]; DDPM, DDIM and `DdpmLearned` clip x̂₀ through their own
+    /// `clip_x0` option). `None` (the default) leaves D as it is. Likelihoods ignore it.
+    pub fn with_clip_denoised(mut self, limit: Option<f64>) -> Result<Self> {
+        if let Some(l) = limit {
+            if !(l.is_finite() && l > 0.0) {
+                return Err(invalid("clip_denoised", format!("must be a finite number > 0, got {l}")));
+            }
+        }
+        self.clip_denoised = limit;
+        Ok(self)
     }
 
     /// The learned-variance model, if one is attached.

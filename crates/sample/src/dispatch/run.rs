@@ -4,8 +4,8 @@ use super::{invalid, DispatchError, Frame, Result, SampleModel, SamplerSpec};
 use crate::continuous::unipc_multistep;
 use crate::continuous::{
     annealed_langevin, dpm_solver, dpmpp_multistep, edm_heun, edm_stochastic, lambda_uniform_sigmas,
-    ode_fixed_step, ode_rk45, pc_sample, AnnealedLangevin, Corrector, EdmChurn, OdeMethod, PcConfig,
-    Predictor, Rk45Options, SampleStats, SnrNorms,
+    ode_fixed_step, ode_rk45, pc_sample, AnnealedLangevin, ClampDenoised, Corrector, EdmChurn, OdeMethod,
+    PcConfig, Predictor, Rk45Options, SampleStats, SigmaDenoiser, SnrNorms,
 };
 use crate::ddim::ddim_sample;
 use crate::ddpm::ddpm_sample;
@@ -63,7 +63,12 @@ pub fn sample(
     let x = z.affine(spec.prior_scale(model)?, 0.0)?;
     let f = &model.frame;
     let eps_of = |e: &Option<f64>| e.unwrap_or(f.eps);
-    let sigma = &model.sigma;
+    let clamped = model.clip_denoised.map(|limit| ClampDenoised { model: &model.sigma, limit });
+    let sigma_dyn: &dyn SigmaDenoiser = match &clamped {
+        Some(c) => c,
+        None => &model.sigma,
+    };
+    let sigma = &sigma_dyn;
     Ok(match spec {
         SamplerSpec::Ddpm(opts) => {
             let n = model.schedule.len();
