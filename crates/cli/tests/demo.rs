@@ -125,6 +125,16 @@ fn mlp_on_images_and_its_flags() {
     );
     assert_eq!(read_npy(d.join("s.npy")).unwrap().shape, vec![6, 1, 8, 8]);
     assert!(d.join("s.png").exists());
+    // images: every sampler's denoised estimate is clipped to [−1, 1] unless --no-clip
+    let heun = ["sample", "--run", "m", "--sampler", "edm-heun", "--steps", "6", "--n", "50"];
+    ok(&d, &[&heun[..], &["--out", "c.npy"]].concat());
+    ok(&d, &[&heun[..], &["--out", "u.npy", "--no-clip"]].concat());
+    let max = |f: &str| read_npy(d.join(f)).unwrap().data.iter().fold(0f32, |m, p| m.max(p.abs()));
+    let (clipped, unclipped) = (max("c.npy"), max("u.npy"));
+    println!("edm-heun on a 30-step MLP: max |x| {clipped} clipped, {unclipped} with --no-clip");
+    assert!(clipped <= 1.0 && unclipped > 1.5, "{clipped} {unclipped}");
+    fails(&d, &[&heun[..], &["--out", "z.npy", "--clip", "0"]].concat(), "--clip");
+    fails(&d, &[&heun[..], &["--out", "z.npy", "--clip", "1", "--no-clip"]].concat(), "cannot be used with");
     // iDDPM on the MLP: learned variance doubles the channels of its output
     ok(
         &d,
