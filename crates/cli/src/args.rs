@@ -254,6 +254,10 @@ pub struct SamplerArgs {
     /// Do not clip (images included).
     #[arg(long, conflicts_with = "clip")]
     pub no_clip: bool,
+    /// DDIM with clipping: keep the model's ε̂ (diffusers' default use_clipped_model_output =
+    /// False) instead of re-deriving it from the clipped x̂₀ as the σ-space samplers do.
+    #[arg(long)]
+    pub keep_model_eps: bool,
     /// Order of DPM-Solver and of UniPC's predictor (1–3).
     #[arg(long, default_value_t = 2)]
     pub order: usize,

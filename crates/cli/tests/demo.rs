@@ -133,6 +133,12 @@ fn mlp_on_images_and_its_flags() {
     let (clipped, unclipped) = (max("c.npy"), max("u.npy"));
     println!("edm-heun on a 30-step MLP: max |x| {clipped} clipped, {unclipped} with --no-clip");
     assert!(clipped <= 1.0 && unclipped > 1.5, "{clipped} {unclipped}");
+    // DDIM re-derives ε̂ from the clipped x̂₀ unless --keep-model-eps (diffusers' default)
+    let ddim = ["sample", "--run", "m", "--sampler", "ddim", "--steps", "6", "--n", "50"];
+    ok(&d, &[&ddim[..], &["--out", "r.npy"]].concat());
+    ok(&d, &[&ddim[..], &["--out", "k.npy", "--keep-model-eps"]].concat());
+    let (r, k) = (read_npy(d.join("r.npy")).unwrap().data, read_npy(d.join("k.npy")).unwrap().data);
+    assert!(r.iter().zip(&k).any(|(a, b)| (a - b).abs() > 1e-3), "the two DDIM variants should differ");
     fails(&d, &[&heun[..], &["--out", "z.npy", "--clip", "0"]].concat(), "--clip");
     fails(&d, &[&heun[..], &["--out", "z.npy", "--clip", "1", "--no-clip"]].concat(), "cannot be used with");
     // iDDPM on the MLP: learned variance doubles the channels of its output

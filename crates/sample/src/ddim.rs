@@ -15,13 +15,24 @@ pub struct DdimOptions {
     /// η ≥ 0: 0 is deterministic DDIM, 1 matches DDPM's β̃ variance on the sub-sequence.
     pub eta: f64,
     pub spacing: TimestepSpacing,
-    /// Clamp x̂₀ to [−c, c] (ε̂ is not re-derived: `use_clipped_model_output = False`).
+    /// Clamp x̂₀ to [−c, c].
     pub clip_x0: Option<f32>,
+    /// With `clip_x0`: re-derive ε̂ = (x_t − √ᾱ_t·x̂₀)/√(1 − ᾱ_t) from the clipped x̂₀, as
+    /// diffusers' `use_clipped_model_output = True` and as the σ-space samplers do with a clipped
+    /// D; `false` (the default, diffusers' default) keeps the model's ε̂.
+    #[serde(default)]
+    pub clipped_model_output: bool,
 }
 
 impl Default for DdimOptions {
     fn default() -> Self {
-        Self { steps: 50, eta: 0.0, spacing: TimestepSpacing::Leading, clip_x0: None }
+        Self {
+            steps: 50,
+            eta: 0.0,
+            spacing: TimestepSpacing::Leading,
+            clip_x0: None,
+            clipped_model_output: false,
+        }
     }
 }
 
@@ -64,7 +75,10 @@ pub fn ddim_sample(
                 format!("η = {} gives σ² > 1 − ᾱ_prev at timestep {t}; use η ≤ 1", opts.eta),
             ));
         }
-        let (x0, eps) = predict(model, schedule, &x, t, opts.clip_x0)?;
+        let (x0, mut eps) = predict(model, schedule, &x, t, opts.clip_x0)?;
+        if opts.clipped_model_output && opts.clip_x0.is_some() {
+            eps = x.sub(&x0.affine(ab_t.sqrt(), 0.0)?)?.affine(1.0 / (1.0 - ab_t).sqrt(), 0.0)?;
+        }
         if let Some(cb) = on_step.as_mut() {
             cb(&StepInfo { step, num_steps: k, t_index: t, x_t: &x, x0_pred: &x0 });
         }

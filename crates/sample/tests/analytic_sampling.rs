@@ -28,7 +28,7 @@ fn empirical_denoiser_samples_land_on_training_points() {
     let n = 2000;
     for (steps, spacing) in [(50, TimestepSpacing::Leading), (100, TimestepSpacing::Trailing)] {
         let (x, mut noise) = init(5, n, &[2]);
-        let opts = DdimOptions { steps, eta: 0.0, spacing, clip_x0: None };
+        let opts = DdimOptions { steps, eta: 0.0, spacing, clip_x0: None, clipped_model_output: false };
         let out = ddim_sample(&den, &s, x, &opts, &mut noise, None).unwrap();
         let d = nearest_distances(&out);
         let close = d.iter().filter(|&&v| v < 1e-2).count() as f64 / n as f64;
@@ -57,7 +57,13 @@ fn gmm_sampling_recovers_mixture_weights() {
     let tol = 4.5 * (0.21f64 / n as f64).sqrt();
     for eta in [0.0, 1.0] {
         let (x, mut noise) = init(9, n, &[2]);
-        let opts = DdimOptions { steps: 100, eta, spacing: TimestepSpacing::Trailing, clip_x0: None };
+        let opts = DdimOptions {
+            steps: 100,
+            eta,
+            spacing: TimestepSpacing::Trailing,
+            clip_x0: None,
+            clipped_model_output: false,
+        };
         let out = ddim_sample(&den, &s, x, &opts, &mut noise, None).unwrap();
         let rows: Vec<Vec<f32>> = out.to_vec2().unwrap();
         let first: Vec<&Vec<f32>> = rows.iter().filter(|r| r[0] < 0.0).collect();

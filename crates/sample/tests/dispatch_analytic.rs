@@ -29,6 +29,7 @@ fn all_specs() -> Vec<SamplerSpec> {
             eta: 0.0,
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
+            clipped_model_output: false,
         }),
         // α_L = 0.5·σ_L² (the frame's σ_min is set by `for_frame`)
         SamplerSpec::Langevin {
@@ -159,6 +160,7 @@ fn analytic_on_sigma_grid_in_continuous_frames() {
                 eta: 1.0,
                 spacing: TimestepSpacing::Trailing,
                 clip_x0: None,
+                clipped_model_output: false,
             }),
         ]
         .iter()

@@ -20,7 +20,7 @@ impl Denoiser for WrongShape {
 }
 
 fn ddim(eta: f64, steps: usize) -> DdimOptions {
-    DdimOptions { steps, eta, spacing: TimestepSpacing::Leading, clip_x0: None }
+    DdimOptions { steps, eta, spacing: TimestepSpacing::Leading, clip_x0: None, clipped_model_output: false }
 }
 
 #[test]
@@ -77,5 +77,14 @@ fn options_serde_names() {
     assert_eq!(serde_json::to_string(&o).unwrap(), r#"{"variance":"beta-tilde","clip_x0":1.0}"#);
     let d: DdimOptions =
         serde_json::from_str(r#"{"steps":20,"eta":0.5,"spacing":"linspace","clip_x0":null}"#).unwrap();
-    assert_eq!(d, DdimOptions { steps: 20, eta: 0.5, spacing: TimestepSpacing::Linspace, clip_x0: None });
+    assert_eq!(
+        d,
+        DdimOptions {
+            steps: 20,
+            eta: 0.5,
+            spacing: TimestepSpacing::Linspace,
+            clip_x0: None,
+            clipped_model_output: false
+        }
+    );
 }

@@ -107,7 +107,13 @@ fn ddim_eta0_and_eta1_reproduce_gaussian() {
     // η = 0 loses ≈ 8% of the covariance, η = 1 ≈ 15%.
     for (eta, max_bias) in [(0.0, 0.09), (1.0, 0.18)] {
         let (x, mut noise) = init(2, N, &[2]);
-        let opts = DdimOptions { steps: 50, eta, spacing: TimestepSpacing::Leading, clip_x0: None };
+        let opts = DdimOptions {
+            steps: 50,
+            eta,
+            spacing: TimestepSpacing::Leading,
+            clip_x0: None,
+            clipped_model_output: false,
+        };
         let mut count = 0usize;
         let mut last_t = usize::MAX;
         let mut cb = |info: &StepInfo| {

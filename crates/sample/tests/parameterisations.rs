@@ -43,13 +43,25 @@ fn all_prediction_kinds_give_the_same_samples() {
     let (x, noise) = init(3, 32, &[2]);
     let reference = {
         let mut n = noise.clone();
-        let opts = DdimOptions { steps: 25, eta: 0.5, spacing: TimestepSpacing::Linspace, clip_x0: None };
+        let opts = DdimOptions {
+            steps: 25,
+            eta: 0.5,
+            spacing: TimestepSpacing::Linspace,
+            clip_x0: None,
+            clipped_model_output: false,
+        };
         ddim_sample(&den, &s, x.clone(), &opts, &mut n, None).unwrap()
     };
     for kind in [Prediction::Epsilon, Prediction::V, Prediction::Score] {
         let model = Reparam { inner: &den, kind, schedule: &s };
         let mut n = noise.clone();
-        let opts = DdimOptions { steps: 25, eta: 0.5, spacing: TimestepSpacing::Linspace, clip_x0: None };
+        let opts = DdimOptions {
+            steps: 25,
+            eta: 0.5,
+            spacing: TimestepSpacing::Linspace,
+            clip_x0: None,
+            clipped_model_output: false,
+        };
         let out = ddim_sample(&model, &s, x.clone(), &opts, &mut n, None).unwrap();
         let d = max_abs_diff(&reference, &out);
         println!("{kind:?}: max diff {d:e}");

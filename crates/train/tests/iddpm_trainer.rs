@@ -68,6 +68,7 @@ fn iddpm_trains_on_moons() {
             eta: 0.0,
             spacing: TimestepSpacing::Leading,
             clip_x0: None,
+            clipped_model_output: false,
         }),
         SamplerSpec::DpmPp2m { steps: 20 },
     ] {

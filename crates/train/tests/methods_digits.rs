@@ -179,6 +179,7 @@ fn report_specs(tag: &str) -> Vec<SamplerSpec> {
             eta: 0.0,
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
+            clipped_model_output: false,
         }),
         SamplerSpec::OdeHeun { steps: 50, eps: None, denoise: true },
         SamplerSpec::DpmPp2m { steps: 25 },

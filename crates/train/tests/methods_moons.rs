@@ -45,6 +45,7 @@ fn native(tag: &str) -> SamplerSpec {
             eta: 1.0,
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
+            clipped_model_output: false,
         }),
         "ncsn" => SamplerSpec::Langevin {
             sigma_min: None,

@@ -55,6 +55,7 @@ fn demo_sampler(model: ModelKind) -> SamplerSpec {
             eta: 0.0,
             spacing: TimestepSpacing::Leading,
             clip_x0: Some(1.0),
+            clipped_model_output: true,
         }),
     }
 }

@@ -127,6 +127,7 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
                 SpacingKind::Linspace => TimestepSpacing::Linspace,
             },
             clip_x0: clip,
+            clipped_model_output: !s.keep_model_eps,
         }),
         SamplerKind::Langevin => SamplerSpec::Langevin {
             levels: s.levels,

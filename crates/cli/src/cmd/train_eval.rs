@@ -63,6 +63,7 @@ pub fn eval_sampler(method: &Method, steps: Option<usize>, image: bool) -> Sampl
             eta: 0.0,
             spacing: TimestepSpacing::Leading,
             clip_x0: image.then_some(1.0),
+            clipped_model_output: true,
         }),
         _ => SamplerSpec::EdmHeun { steps: steps.unwrap_or(18), rho: 7.0 },
     }

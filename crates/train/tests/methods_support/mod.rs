@@ -98,6 +98,7 @@ pub fn all_specs(langevin_eps: f64) -> Vec<SamplerSpec> {
             eta: 0.0,
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
+            clipped_model_output: false,
         }),
         SamplerSpec::Langevin {
             sigma_min: None,
@@ -142,6 +143,7 @@ pub fn smoke_specs() -> Vec<SamplerSpec> {
             eta: 1.0,
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
+            clipped_model_output: false,
         }),
         // 20 levels down to σ_L = 0.02 (inside every frame), α_L = 0.5·σ_L²
         SamplerSpec::Langevin {
