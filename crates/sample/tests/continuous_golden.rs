@@ -43,7 +43,7 @@ fn mat(v: &Value) -> Vec<Vec<f64>> {
 /// Which of our solvers replays a golden trajectory.
 #[derive(Clone, Copy)]
 enum Solver {
-    DpmSolver(usize),
+    Dpm(usize),
     DpmPp(usize),
     UniPc(UniPcOptions),
 }
@@ -76,7 +76,7 @@ fn deviation(name: &str, golden: &Value, solver: Solver) -> f64 {
     };
     let stats = match solver {
         Solver::DpmPp(order) => dpmpp_multistep(&model, &x, &sigmas, order, Some(&mut cb)).unwrap().1,
-        Solver::DpmSolver(order) => dpm_solver(&model, &x, &sigmas, order, Some(&mut cb)).unwrap().1,
+        Solver::Dpm(order) => dpm_solver(&model, &x, &sigmas, order, Some(&mut cb)).unwrap().1,
         Solver::UniPc(o) => unipc_multistep(&model, &x, &sigmas, &o, Some(&mut cb)).unwrap().1,
     };
     assert_eq!(stats.nfe, ts.len());
@@ -141,7 +141,7 @@ fn ddim_matches_diffusers_as_dpm_solver_1() {
     let got: Vec<u64> =
         g["ddim"]["timesteps"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
     assert_eq!(got, expect);
-    check("ddim", &g, Solver::DpmSolver(1), 1e-5);
+    check("ddim", &g, Solver::Dpm(1), 1e-5);
     // and DPM-Solver++ of order 1 is the same method
     check("ddim", &g, Solver::DpmPp(1), 1e-5);
 }

@@ -18,7 +18,7 @@ use std::path::Path;
 /// Where the model comes from.
 pub enum Source {
     Run(Box<LoadedRun>),
-    Analytic { denoiser: Box<dyn Denoiser>, schedule: DiffusionSchedule },
+    Analytic { denoiser: Box<dyn Denoiser>, schedule: Box<DiffusionSchedule> },
 }
 
 /// What to sample from.
@@ -36,7 +36,7 @@ impl Model {
         let model = match &self.source {
             Source::Run(run) => run.sample_model()?,
             Source::Analytic { denoiser, schedule } => {
-                SampleModel::from_discrete(&**denoiser, schedule.clone())?
+                SampleModel::from_discrete(&**denoiser, (**schedule).clone())?
             }
         };
         Ok(model.with_clip_denoised(self.clip_denoised)?)
@@ -72,6 +72,7 @@ fn analytic(spec: &str, a: &SampleArgs) -> Result<Model> {
         }
         other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
     };
+    let schedule = Box::new(schedule);
     Ok(Model { source: Source::Analytic { denoiser, schedule }, sample_shape: shape, clip_denoised: None })
 }
 
