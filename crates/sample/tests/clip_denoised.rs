@@ -62,6 +62,12 @@ fn specs() -> Vec<(SamplerSpec, bool)> {
     ]
 }
 
+/// The exact Gaussian denoiser in the VP frame, plain and with D clipped to `clip`.
+fn vp_model(data: &rediffuse_sample::continuous::GaussianData, clip: Option<f64>) -> SampleModel<'_> {
+    let frame = Frame::for_sde(Sde::vp(), 1e-3).unwrap();
+    SampleModel::from_sigma(data, frame, 1000).unwrap().with_clip_denoised(clip).unwrap()
+}
+
 fn max_abs_and_outside(x: &Tensor) -> (f64, f64) {
     let v: Vec<f64> = x.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
     let max = v.iter().fold(0.0f64, |m, p| m.max(p.abs()));
@@ -75,10 +81,7 @@ fn max_abs_and_outside(x: &Tensor) -> (f64, f64) {
 #[test]
 fn clipped_denoiser_keeps_every_sampler_in_range() {
     let data = gaussian();
-    let frame = Frame::for_sde(Sde::vp(), 1e-3).unwrap();
-    let plain = SampleModel::from_sigma(&data, frame, 1000).unwrap();
-    let clipped =
-        SampleModel::from_sigma(&data, frame, 1000).unwrap().with_clip_denoised(Some(LIMIT)).unwrap();
+    let (plain, clipped) = (vp_model(&data, None), vp_model(&data, Some(LIMIT)));
     for (k, (spec, ends_on_d)) in specs().iter().enumerate() {
         let run = |m: &SampleModel<'_>| {
             let mut noise = NoiseSource::new(20 + k as u64, 0, N);
@@ -120,19 +123,15 @@ fn clipped_denoiser_keeps_every_sampler_in_range() {
 #[test]
 fn likelihood_ignores_the_clamp_and_bad_limits_are_errors() {
     let data = gaussian();
-    let frame = Frame::for_sde(Sde::vp(), 1e-3).unwrap();
-    let plain = SampleModel::from_sigma(&data, frame, 1000).unwrap();
-    let clipped =
-        SampleModel::from_sigma(&data, frame, 1000).unwrap().with_clip_denoised(Some(LIMIT)).unwrap();
+    let (plain, clipped) = (vp_model(&data, None), vp_model(&data, Some(LIMIT)));
     let x = Tensor::new(&[[1.0f32, -0.5], [2.0, 0.3], [-0.4, -1.7]], &Device::Cpu).unwrap();
     let opts = NllOptions::new(Divergence::Exact);
     let a = nll_ode(&plain, &x, &opts, &mut NoiseSource::new(1, 0, 3)).unwrap();
     let b = nll_ode(&clipped, &x, &opts, &mut NoiseSource::new(1, 0, 3)).unwrap();
     assert_eq!(a.nll_nats_per_sample, b.nll_nats_per_sample);
     for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-        assert!(
-            SampleModel::from_sigma(&data, frame, 1000).unwrap().with_clip_denoised(Some(bad)).is_err(),
-            "{bad}"
-        );
+        let frame = Frame::for_sde(Sde::vp(), 1e-3).unwrap();
+        let model = SampleModel::from_sigma(&data, frame, 1000).unwrap();
+        assert!(model.with_clip_denoised(Some(bad)).is_err(), "{bad}");
     }
 }
