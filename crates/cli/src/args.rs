@@ -194,7 +194,7 @@ pub enum SamplerKind {
     OdeHeun,
     /// Probability-flow ODE, adaptive Dormand–Prince RK45.
     OdeRk45,
-    /// DPM-Solver, single-step (order 1–3).
+    /// DPM-Solver, single-step (order 1–3; diffusers' DPMSolverSinglestepScheduler, "dpmsolver").
     DpmSolver,
     /// DPM-Solver++ multistep 2M.
     #[value(name = "dpmpp-2m")]
@@ -204,6 +204,10 @@ pub enum SamplerKind {
     DpmPp3m,
     /// UniPC multistep predictor–corrector (--order, --unipc-variant, --no-corrector).
     Unipc,
+    /// Euler on the probability-flow ODE in σ (diffusers' EulerDiscreteScheduler).
+    Euler,
+    /// Heun on the probability-flow ODE in σ (diffusers' HeunDiscreteScheduler).
+    Heun,
     /// EDM deterministic Heun (Algorithm 1).
     EdmHeun,
     /// EDM stochastic sampler (Algorithm 2).
@@ -221,6 +225,32 @@ pub enum SpacingKind {
     Leading,
     Trailing,
     Linspace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DpmAlgorithmKind {
+    /// Noise prediction (DPM-Solver).
+    Dpmsolver,
+    /// Data prediction (DPM-Solver++).
+    #[value(name = "dpmsolver++")]
+    DpmsolverPp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FinalSigmaKind {
+    Zero,
+    SigmaMin,
+}
+
+/// σ grid of dpm-solver, dpmpp-2m/3m, unipc, euler and heun.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SigmasKind {
+    /// Training timesteps picked as diffusers does (--timestep-spacing; discrete-time models' default).
+    Timesteps,
+    /// Uniform in log σ (DPM-Solver's logSNR steps; continuous-time models' default for DPM/UniPC).
+    Logsnr,
+    /// Karras et al.'s ρ-schedule (--rho; continuous-time models' default for euler/heun).
+    Karras,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -242,8 +272,19 @@ pub struct SamplerArgs {
     /// DDIM η (0 = deterministic, 1 = DDPM-like).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub eta: f64,
-    #[arg(long, value_enum, default_value = "leading")]
-    pub timestep_spacing: SpacingKind,
+    /// Timestep spacing (as diffusers' timestep_spacing): DDIM's default is leading (DDIMScheduler),
+    /// the σ-space samplers' linspace (their diffusers schedulers).
+    #[arg(long, value_enum)]
+    pub timestep_spacing: Option<SpacingKind>,
+    /// σ grid of dpm-solver, dpmpp-2m/3m, unipc, euler and heun (default: timesteps for
+    /// discrete-time models, as diffusers; logsnr / karras for continuous-time ones).
+    #[arg(long, value_enum)]
+    pub sigmas: Option<SigmasKind>,
+    /// --sigmas timesteps: leave out the timesteps with λ = −ln σ below this (diffusers'
+    /// lambda_min_clipped; -inf keeps all, as diffusers' default). The default −5.1 changes
+    /// nothing on the linear and scaled-linear schedules and tames the cosine one.
+    #[arg(long, allow_negative_numbers = true)]
+    pub lambda_min_clipped: Option<f64>,
     /// DDPM reverse variance.
     #[arg(long, value_enum, default_value = "beta")]
     pub variance: VarianceKind,
@@ -261,6 +302,14 @@ pub struct SamplerArgs {
     /// Order of DPM-Solver and of UniPC's predictor (1–3).
     #[arg(long, default_value_t = 2)]
     pub order: usize,
+    /// dpm-solver's form: noise (DPM-Solver, diffusers' algorithm_type "dpmsolver") or data
+    /// prediction (single-step DPM-Solver++, diffusers' default "dpmsolver++").
+    #[arg(long, value_enum, default_value = "dpmsolver")]
+    pub algorithm: DpmAlgorithmKind,
+    /// Last level of the σ grid: 0 (a final denoising step) or the schedule's smallest σ
+    /// (diffusers' final_sigmas_type; sigma-min needs --sigmas timesteps).
+    #[arg(long, value_enum, default_value = "zero")]
+    pub final_sigma: FinalSigmaKind,
     /// UniPC's B(h): bh1 (= h) or bh2 (= e^h − 1, diffusers' default).
     #[arg(long, value_enum, default_value = "bh2")]
     pub unipc_variant: UniPcVariantKind,
@@ -278,7 +327,7 @@ pub struct SamplerArgs {
     pub rtol: f64,
     #[arg(long, default_value_t = 1e-5, allow_negative_numbers = true)]
     pub atol: f64,
-    /// Karras schedule ρ (edm-*).
+    /// Karras schedule ρ (edm-*, --sigmas karras).
     #[arg(long, default_value_t = 7.0, allow_negative_numbers = true)]
     pub rho: f64,
     /// EDM stochastic sampler: S_churn, S_tmin, S_tmax, S_noise.

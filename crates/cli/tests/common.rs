@@ -52,3 +52,15 @@ pub fn json_value(path: &Path) -> f64 {
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["value"].as_f64().unwrap()
 }
+
+/// A standard normal draw from a counter (Box–Muller on two hashed uniforms).
+pub fn gauss(i: u64) -> f32 {
+    let u = |k: u64| {
+        let mut z = k.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0x632B_E59B_D9B4_E019);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (a, b) = (u(2 * i).max(1e-12), u(2 * i + 1));
+    ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
+}

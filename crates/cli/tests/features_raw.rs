@@ -5,6 +5,8 @@ mod common;
 mod features_util;
 use common::*;
 use features_util::*;
+use rediffuse_data::npy::write_npy;
+use rediffuse_data::NpyDtype;
 
 #[test]
 fn raw_feature_metrics_on_digits() {
@@ -37,7 +39,13 @@ fn raw_feature_metrics_on_digits() {
     eval(&["--samples", "a.npy", "--stats", "b.stats", "--metric", "fid", "--json", "f2.json"]);
     let (f1, f2) = (json_value(&d.join("f1.json")), json_value(&d.join("f2.json")));
     assert!((f1 - f2).abs() <= 1e-9 * f1, "{f1} vs {f2}");
-    assert_eq!(json_field(&d.join("f2.json"), "n_reference"), HALF as f64);
+    // every row of the 899-image reference against the 898 samples (sets of different sizes, as
+    // pytorch-fid); --n draws the same number from both
+    assert_eq!(json_field(&d.join("f1.json"), "n_reference"), (1797 - HALF) as f64);
+    assert_eq!(json_field(&d.join("f2.json"), "n_reference"), (1797 - HALF) as f64);
+    eval(&["--samples", "a.npy", "--data", "b.npy", "--metric", "fid", "--n", "500", "--json", "f3.json"]);
+    assert_eq!(json_field(&d.join("f3.json"), "n_reference"), 500.0);
+    assert_eq!(json_field(&d.join("f3.json"), "n_samples"), 500.0);
     // two halves of the digits are close, digits and noise far apart
     eval(&["--samples", "noise.npy", "--data", "b.npy", "--metric", "fid", "--json", "fn.json"]);
     let f_noise = json_value(&d.join("fn.json"));
@@ -157,4 +165,54 @@ fn feature_metric_bad_inputs_fail_cleanly() {
         &["eval", "--metric", "swd", "--features", "raw", "--samples", "a.npy", "--data", "digits"],
         "--features",
     );
+}
+
+/// FID and KID between sets of different sizes work by default (3,000 samples against a
+/// 2,500-row reference, every row of each, as pytorch-fid) and agree with the same sets cut
+/// to equal size in the limit of little difference; a larger `--n` than either holds is an error.
+#[test]
+fn fid_and_kid_of_sets_of_different_sizes() {
+    let d = tmp("feat-sizes");
+    let write = |name: &str, rows: usize, offset: u64, shift: f32| {
+        let v: Vec<f32> = (0..rows * 64).map(|i| gauss(offset + i as u64) * 0.5 + shift).collect();
+        write_npy(d.join(name), &[rows, 1, 8, 8], &v, NpyDtype::F32).unwrap();
+    };
+    write("a.npy", 3000, 0, 0.0);
+    write("b.npy", 2500, 10_000_000, 0.0);
+    write("c.npy", 2500, 20_000_000, 0.3);
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", "--features", "raw", "--samples", "a.npy"];
+        args.extend_from_slice(extra);
+        ok(&d, &args)
+    };
+    eval(&["--data", "b.npy", "--metric", "fid", "--json", "same.json"]);
+    eval(&["--data", "c.npy", "--metric", "fid", "--json", "shift.json"]);
+    eval(&["--data", "b.npy", "--metric", "kid", "--json", "kid.json"]);
+    let (same, shift) = (json_value(&d.join("same.json")), json_value(&d.join("shift.json")));
+    assert_eq!(json_field(&d.join("same.json"), "n_samples"), 3000.0);
+    assert_eq!(json_field(&d.join("same.json"), "n_reference"), 2500.0);
+    assert_eq!(json_field(&d.join("kid.json"), "n_reference"), 2500.0);
+    // a mean shift of 0.3 in 64 dimensions: FID ≈ 64·0.09 = 5.76 above the sampling noise
+    println!("raw FID 3000 vs 2500: same law {same:.4}, shifted {shift:.4}");
+    assert!(same < 0.6 && (shift - same - 5.76).abs() < 0.6, "{same} {shift}");
+    let kid = json_value(&d.join("kid.json"));
+    assert!(kid.abs() < 0.01, "{kid}");
+    fails(
+        &d,
+        &[
+            "eval",
+            "--features",
+            "raw",
+            "--samples",
+            "a.npy",
+            "--data",
+            "b.npy",
+            "--metric",
+            "fid",
+            "--n",
+            "2600",
+        ],
+        "2600",
+    );
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -55,7 +55,7 @@ fn specs() -> Vec<(SamplerSpec, bool)> {
             },
             true,
         ),
-        (SamplerSpec::DpmSolver { steps: 20, order: 2 }, false),
+        (SamplerSpec::DpmSolver { steps: 20, order: 2, algorithm: Default::default() }, false),
         (SamplerSpec::DpmPp2m { steps: 20 }, false),
         (SamplerSpec::DpmPp3m { steps: 20 }, false),
         (SamplerSpec::UniPc { steps: 20, options: UniPcOptions::default() }, false),

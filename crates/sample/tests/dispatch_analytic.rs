@@ -51,7 +51,7 @@ fn all_specs() -> Vec<SamplerSpec> {
         SamplerSpec::OdeEuler { steps: 500, eps: None, denoise: true },
         SamplerSpec::OdeHeun { steps: 100, eps: None, denoise: true },
         SamplerSpec::OdeRk45 { rtol: 1e-4, atol: 1e-4, eps: None, denoise: true },
-        SamplerSpec::DpmSolver { steps: 20, order: 3 },
+        SamplerSpec::DpmSolver { steps: 20, order: 3, algorithm: Default::default() },
         SamplerSpec::DpmPp2m { steps: 30 },
         SamplerSpec::DpmPp3m { steps: 20 },
         SamplerSpec::UniPc { steps: 20, options: UniPcOptions::default() },
@@ -303,8 +303,8 @@ fn specs_serialise_and_bad_inputs_are_errors() {
         Err(DispatchError::Shape(_))
     ));
     for bad in [
-        SamplerSpec::DpmSolver { steps: 1, order: 2 },
-        SamplerSpec::DpmSolver { steps: 5, order: 4 },
+        SamplerSpec::DpmSolver { steps: 1, order: 2, algorithm: Default::default() },
+        SamplerSpec::DpmSolver { steps: 5, order: 4, algorithm: Default::default() },
         SamplerSpec::EdmHeun { steps: 5, rho: f64::NAN },
         SamplerSpec::Ddim(DdimOptions { steps: 500, ..DdimOptions::default() }),
         SamplerSpec::OdeHeun { steps: 5, eps: Some(2.0), denoise: true },

@@ -156,14 +156,25 @@ pub fn run(a: &EvalArgs) -> Result<()> {
 
     let reference = match &a.data {
         Some(data) => {
-            let n_ref = match (a.n, metric) {
-                (Some(n), _) => Some(n),
-                (None, MetricKind::Memorization) => None,
-                (None, _) => Some(n_samples),
+            // FID, KID and memorisation compare against every reference row (as pytorch-fid), so
+            // sets of different sizes work; --n draws that many from both. Precision/recall use as
+            // many reference rows as samples where the reference has them (balanced k-NN radii).
+            // (A generated toy set has no "all rows": it gives as many as there are samples.)
+            let generated = matches!(
+                crate::cmd::data::parse(data)?,
+                crate::cmd::data::Data::Plain(rediffuse_data::DataSpec::Toy(_))
+            );
+            let n_ref = match a.n {
+                None if generated => Some(n_samples),
+                n => n.filter(|_| metric != MetricKind::Prd),
             };
             let r = crate::cmd::data::load_split(data, n_ref, a.seed, Split::Train, &device)
                 .with_context(|| format!("loading the reference data `{data}` (use --n to draw fewer)"))?;
-            let r = as_images(r, "--data")?;
+            let mut r = as_images(r, "--data")?;
+            if metric == MetricKind::Prd {
+                let keep = a.n.unwrap_or(n_samples).min(r.dim(0)?);
+                r = r.narrow(0, 0, keep)?;
+            }
             if per_sample(&r) != per_sample(&samples) {
                 bail!(
                     "samples have shape {:?} per row but the data {data} {:?}",

@@ -1,6 +1,9 @@
 //! `rediffuse sample`: run any sampler on a trained run or an analytic denoiser.
 
-use crate::args::{SampleArgs, SamplerArgs, SamplerKind, SpacingKind, UniPcVariantKind, VarianceKind};
+use crate::args::{
+    DpmAlgorithmKind, FinalSigmaKind, SampleArgs, SamplerArgs, SamplerKind, SigmasKind, SpacingKind,
+    UniPcVariantKind, VarianceKind,
+};
 use crate::io::{finite, positive, prepare_output};
 use crate::progress;
 use anyhow::{bail, Context, Result};
@@ -9,8 +12,8 @@ use rediffuse_core::analytic::{EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser,
 use rediffuse_core::noise::batches;
 use rediffuse_core::{Denoiser, DiffusionSchedule, NoiseSource};
 use rediffuse_data::npy::{read_npy_tensor, write_npy_tensor, NpyDtype};
-use rediffuse_sample::continuous::{UniPcOptions, UniPcVariant};
-use rediffuse_sample::dispatch::{sample, Progress, SampleModel, SamplerSpec};
+use rediffuse_sample::continuous::{DpmAlgorithm, UniPcOptions, UniPcVariant};
+use rediffuse_sample::dispatch::{sample, FinalSigma, Progress, SampleModel, SamplerSpec, SigmaSchedule};
 use rediffuse_sample::{DdimOptions, DdpmOptions, DdpmVariance, TimestepSpacing};
 use rediffuse_train::LoadedRun;
 use std::path::Path;
@@ -28,9 +31,23 @@ pub struct Model {
     pub sample_shape: Vec<usize>,
     /// Clamp of the σ-space samplers' denoised estimates (`SampleModel::with_clip_denoised`).
     pub clip_denoised: Option<f64>,
+    /// σ grid of the σ-space samplers (`None`: the model's default) and where it ends.
+    pub sigma_schedule: Option<SigmaSchedule>,
+    pub final_sigma: FinalSigma,
 }
 
 impl Model {
+    /// A model with the sampling options at their defaults.
+    pub fn new(source: Source, sample_shape: Vec<usize>) -> Self {
+        Self {
+            source,
+            sample_shape,
+            clip_denoised: None,
+            sigma_schedule: None,
+            final_sigma: FinalSigma::Zero,
+        }
+    }
+
     /// The sampler-facing view (discrete denoiser, σ-space model, SDE frame).
     pub fn sample_model(&self) -> Result<SampleModel<'_>> {
         let model = match &self.source {
@@ -39,7 +56,10 @@ impl Model {
                 SampleModel::from_discrete(&**denoiser, (**schedule).clone())?
             }
         };
-        Ok(model.with_clip_denoised(self.clip_denoised)?)
+        Ok(model
+            .with_clip_denoised(self.clip_denoised)?
+            .with_sigma_schedule(self.sigma_schedule)?
+            .with_final_sigma(self.final_sigma))
     }
 
     pub fn schedule(&self) -> &DiffusionSchedule {
@@ -73,7 +93,7 @@ fn analytic(spec: &str, a: &SampleArgs) -> Result<Model> {
         other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
     };
     let schedule = Box::new(schedule);
-    Ok(Model { source: Source::Analytic { denoiser, schedule }, sample_shape: shape, clip_denoised: None })
+    Ok(Model::new(Source::Analytic { denoiser, schedule }, shape))
 }
 
 /// Load a trained run as a model.
@@ -81,7 +101,7 @@ pub fn from_run(run: &Path, ema: bool) -> Result<Model> {
     let loaded = rediffuse_train::load_run(run, ema, &Device::Cpu)
         .with_context(|| format!("loading run {}", run.display()))?;
     let sample_shape = crate::cmd::data::run_sample_shape(&loaded.config)?;
-    Ok(Model { source: Source::Run(Box::new(loaded)), sample_shape, clip_denoised: None })
+    Ok(Model::new(Source::Run(Box::new(loaded)), sample_shape))
 }
 
 /// Sampler settings from flags.
@@ -122,11 +142,7 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
         SamplerKind::Ddim => SamplerSpec::Ddim(DdimOptions {
             steps: steps(50.min(schedule.len()))?,
             eta: finite("eta", s.eta, false)?,
-            spacing: match s.timestep_spacing {
-                SpacingKind::Leading => TimestepSpacing::Leading,
-                SpacingKind::Trailing => TimestepSpacing::Trailing,
-                SpacingKind::Linspace => TimestepSpacing::Linspace,
-            },
+            spacing: spacing_of(s.timestep_spacing.unwrap_or(SpacingKind::Leading)),
             clip_x0: clip,
             clipped_model_output: !s.keep_model_eps,
         }),
@@ -153,7 +169,14 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
             if !(1..=3).contains(&s.order) {
                 bail!("--order must be 1, 2 or 3, got {}", s.order);
             }
-            SamplerSpec::DpmSolver { steps: steps(20)?, order: s.order }
+            SamplerSpec::DpmSolver {
+                steps: steps(20)?,
+                order: s.order,
+                algorithm: match s.algorithm {
+                    DpmAlgorithmKind::Dpmsolver => DpmAlgorithm::Noise,
+                    DpmAlgorithmKind::DpmsolverPp => DpmAlgorithm::Data,
+                },
+            }
         }
         SamplerKind::DpmPp2m => SamplerSpec::DpmPp2m { steps: steps(20)? },
         SamplerKind::DpmPp3m => SamplerSpec::DpmPp3m { steps: steps(20)? },
@@ -174,6 +197,8 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
                 },
             }
         }
+        SamplerKind::Euler => SamplerSpec::Euler { steps: steps(50)? },
+        SamplerKind::Heun => SamplerSpec::Heun { steps: steps(25)? },
         SamplerKind::EdmHeun => SamplerSpec::EdmHeun { steps: steps(18)?, rho },
         SamplerKind::EdmStochastic => SamplerSpec::EdmStochastic {
             steps: steps(18)?,
@@ -187,6 +212,34 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
             },
             s_noise: finite("s-noise", s.s_noise, false)?,
         },
+    })
+}
+
+fn spacing_of(k: SpacingKind) -> TimestepSpacing {
+    match k {
+        SpacingKind::Leading => TimestepSpacing::Leading,
+        SpacingKind::Trailing => TimestepSpacing::Trailing,
+        SpacingKind::Linspace => TimestepSpacing::Linspace,
+    }
+}
+
+/// The σ grid of `--sigmas` / `--timestep-spacing` / `--rho` (`None`: the model's default).
+pub fn sigma_schedule_of(s: &SamplerArgs) -> Result<Option<SigmaSchedule>> {
+    let spacing = s.timestep_spacing.map(spacing_of);
+    let clip = match s.lambda_min_clipped {
+        Some(l) if l.is_nan() => bail!("--lambda-min-clipped must be a number or -inf, got NaN"),
+        Some(l) if l == f64::NEG_INFINITY => None,
+        Some(l) => Some(l),
+        None => Some(rediffuse_sample::dispatch::DEFAULT_LAMBDA_MIN_CLIPPED),
+    };
+    let timesteps = |spacing| SigmaSchedule::Timesteps { spacing, lambda_min_clipped: clip };
+    Ok(match (s.sigmas, spacing) {
+        (None, None) if s.lambda_min_clipped.is_none() => None,
+        (None | Some(SigmasKind::Timesteps), spacing) => {
+            Some(timesteps(spacing.unwrap_or(TimestepSpacing::Linspace)))
+        }
+        (Some(SigmasKind::Logsnr), _) => Some(SigmaSchedule::LogSnr),
+        (Some(SigmasKind::Karras), _) => Some(SigmaSchedule::Karras { rho: finite("rho", s.rho, true)? }),
     })
 }
 
@@ -259,6 +312,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let image = model.sample_shape.len() == 3;
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     model.clip_denoised = clip_of(&a.sampler, image)?.map(f64::from);
+    model.sigma_schedule = sigma_schedule_of(&a.sampler)?;
+    model.final_sigma = match a.sampler.final_sigma {
+        FinalSigmaKind::Zero => FinalSigma::Zero,
+        FinalSigmaKind::SigmaMin => FinalSigma::SigmaMin,
+    };
     let init = match &a.init_noise {
         Some(p) => {
             let x = read_npy_tensor(p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;

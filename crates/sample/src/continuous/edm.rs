@@ -67,6 +67,28 @@ pub fn edm_heun(
     Ok((x, stats))
 }
 
+/// Euler steps of the probability-flow ODE dx/dσ = (x − D(x; σ))/σ over σ₀ > … > σ_N (k-diffusion's
+/// `sample_euler` without churn; diffusers' `EulerDiscreteScheduler`), NFE = N.
+pub fn euler(
+    model: &impl SigmaDenoiser,
+    x: &Tensor,
+    sigmas: &[f64],
+    mut callback: Callback<'_>,
+) -> Result<(Tensor, SampleStats)> {
+    check_sigmas(sigmas)?;
+    let mut x = x.clone();
+    let mut stats = SampleStats::default();
+    for (i, w) in sigmas.windows(2).enumerate() {
+        let den = denoise_at(model, &x, w[0])?;
+        let d = x.sub(&den)?.affine(1.0 / w[0], 0.0)?;
+        x = x.add(&d.affine(w[1] - w[0], 0.0)?)?;
+        stats.nfe += 1;
+        stats.steps += 1;
+        notify(&mut callback, i + 1, w[1], &x, Some(&den));
+    }
+    Ok((x, stats))
+}
+
 /// Algorithm 2: stochastic sampler. At each step with σ_i ∈ [S_tmin, S_tmax],
 /// γ = min(S_churn/N, √2 − 1), σ̂ = σ_i(1 + γ), x̂ = x + √(σ̂² − σ_i²)·S_noise·ε, then a Heun step σ̂ → σ_{i+1}.
 pub fn edm_stochastic(

@@ -18,8 +18,11 @@ pub mod view;
 
 pub use adapters::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
 pub use analytic::{DiscreteGaussianEps, GaussianData};
-pub use dpm_solver::{dpm_solver, dpmpp_multistep, lambda_uniform_sigmas};
-pub use edm::{edm_heun, edm_stochastic, EdmChurn};
+pub use dpm_solver::{
+    dpm_solver, dpm_solver_singlestep, dpmpp_multistep, dpmpp_multistep_with, lambda_uniform_sigmas,
+    singlestep_orders, DpmAlgorithm,
+};
+pub use edm::{edm_heun, edm_stochastic, euler, EdmChurn};
 pub use error::{ContinuousError, Result};
 pub use langevin::{annealed_langevin, AnnealedLangevin};
 pub use likelihood::{

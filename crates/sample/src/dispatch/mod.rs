@@ -28,11 +28,13 @@
 mod model;
 mod nll;
 mod run;
+mod sigmas;
 mod spec;
 
 pub use model::{finite_discrete_sigmas, sigma_grid_schedule, Frame, SampleModel};
 pub use nll::{nll_ode, NllOptions, NllReport};
 pub use run::{sample, OnStep, Progress};
+pub use sigmas::{diffusers_timesteps, FinalSigma, GridFamily, SigmaSchedule, DEFAULT_LAMBDA_MIN_CLIPPED};
 pub use spec::SamplerSpec;
 
 use crate::continuous::ContinuousError;

@@ -106,6 +106,12 @@ pub struct SampleModel<'a> {
     pub(super) learned: Option<Box<dyn Denoiser + 'a>>,
     /// Clamp of the σ-space samplers' denoised estimates ([`SampleModel::with_clip_denoised`]).
     pub(super) clip_denoised: Option<f64>,
+    /// σ grid of the σ-space samplers whose spec leaves it open ([`SampleModel::with_sigma_schedule`]).
+    pub(super) sigma_schedule: Option<super::SigmaSchedule>,
+    /// Where those grids end.
+    pub(super) final_sigma: super::FinalSigma,
+    /// Built from a discrete-time model (the network or analytic denoiser sees training timesteps).
+    pub(super) discrete_native: bool,
 }
 
 impl<'a> SampleModel<'a> {
@@ -151,6 +157,9 @@ impl<'a> SampleModel<'a> {
             dtype: DType::F32,
             learned: None,
             clip_denoised: None,
+            sigma_schedule: None,
+            final_sigma: super::FinalSigma::Zero,
+            discrete_native: true,
         })
     }
 
@@ -184,6 +193,9 @@ impl<'a> SampleModel<'a> {
             dtype: DType::F32,
             learned: None,
             clip_denoised: None,
+            sigma_schedule: None,
+            final_sigma: super::FinalSigma::Zero,
+            discrete_native: false,
         })
     }
 
@@ -218,6 +230,29 @@ impl<'a> SampleModel<'a> {
         }
         self.clip_denoised = limit;
         Ok(self)
+    }
+
+    /// The σ grid of every σ-space sampler whose spec does not name one (`None`: the family default,
+    /// [`SampleModel::default_sigma_schedule`]).
+    pub fn with_sigma_schedule(mut self, schedule: Option<super::SigmaSchedule>) -> Result<Self> {
+        if let Some(super::SigmaSchedule::Karras { rho }) = schedule {
+            if !(rho.is_finite() && rho > 0.0) {
+                return Err(invalid("rho", format!("must be a finite number > 0, got {rho}")));
+            }
+        }
+        self.sigma_schedule = schedule;
+        Ok(self)
+    }
+
+    /// Where the σ-space samplers' grids end ([`super::FinalSigma`]; default σ = 0).
+    pub fn with_final_sigma(mut self, final_sigma: super::FinalSigma) -> Self {
+        self.final_sigma = final_sigma;
+        self
+    }
+
+    /// Whether the model is a discrete-time one (DDPM-trained network or analytic denoiser).
+    pub fn is_discrete_native(&self) -> bool {
+        self.discrete_native
     }
 
     /// The learned-variance model, if one is attached.

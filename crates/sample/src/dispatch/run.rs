@@ -1,9 +1,9 @@
 //! [`sample`]: draw x_T at the family's scale and run the chosen sampler.
 
-use super::{invalid, DispatchError, Frame, Result, SampleModel, SamplerSpec};
+use super::{invalid, DispatchError, Result, SampleModel, SamplerSpec};
 use crate::continuous::unipc_multistep;
 use crate::continuous::{
-    annealed_langevin, dpm_solver, dpmpp_multistep, edm_heun, edm_stochastic, lambda_uniform_sigmas,
+    annealed_langevin, dpm_solver_singlestep, dpmpp_multistep, edm_heun, edm_stochastic, euler,
     ode_fixed_step, ode_rk45, pc_sample, AnnealedLangevin, ClampDenoised, Corrector, EdmChurn, OdeMethod,
     PcConfig, Predictor, Rk45Options, SampleStats, SigmaDenoiser, SnrNorms,
 };
@@ -11,7 +11,6 @@ use crate::ddim::ddim_sample;
 use crate::ddpm::ddpm_sample;
 use crate::learned_variance::{learned_variance_sample, space_timesteps, LearnedVarianceOptions};
 use candle_core::{DType, Device, Tensor};
-use rediffuse_core::sde::karras_sigmas;
 use rediffuse_core::vlb::VarianceMode;
 use rediffuse_core::NoiseSource;
 
@@ -69,7 +68,10 @@ pub fn sample(
         None => &model.sigma,
     };
     let sigma = &sigma_dyn;
-    Ok(match spec {
+    let grid = || -> Result<Vec<f64>> {
+        spec.sigma_grid(model)?.ok_or_else(|| invalid("sampler", "not a σ-space sampler"))
+    };
+    let (out, stats) = match spec {
         SamplerSpec::Ddpm(opts) => {
             let n = model.schedule.len();
             let mut cb = |s: &crate::step::StepInfo<'_>| {
@@ -172,34 +174,41 @@ pub fn sample(
             let (out, stats, _) = ode_rk45(sigma, &f.sde, &x, eps_of(eps), &opts, *denoise)?;
             (out, stats)
         }
-        SamplerSpec::DpmSolver { steps, order } => {
-            let sigmas = dpm_sigmas(f, *steps)?;
+        SamplerSpec::DpmSolver { steps, order, algorithm } => {
             let mut cb = relay(&mut on_step, Some(*steps));
-            dpm_solver(sigma, &x, &sigmas, *order, Some(cb.as_mut()))?
+            dpm_solver_singlestep(sigma, &x, &grid()?, *order, *algorithm, Some(cb.as_mut()))?
         }
         SamplerSpec::DpmPp2m { steps } | SamplerSpec::DpmPp3m { steps } => {
             let order = if matches!(spec, SamplerSpec::DpmPp2m { .. }) { 2 } else { 3 };
-            let sigmas = dpm_sigmas(f, *steps)?;
             let mut cb = relay(&mut on_step, Some(*steps));
-            dpmpp_multistep(sigma, &x, &sigmas, order, Some(cb.as_mut()))?
+            dpmpp_multistep(sigma, &x, &grid()?, order, Some(cb.as_mut()))?
         }
         SamplerSpec::UniPc { steps, options } => {
-            let sigmas = dpm_sigmas(f, *steps)?;
             let mut cb = relay(&mut on_step, Some(*steps));
-            unipc_multistep(sigma, &x, &sigmas, options, Some(cb.as_mut()))?
+            unipc_multistep(sigma, &x, &grid()?, options, Some(cb.as_mut()))?
         }
-        SamplerSpec::EdmHeun { steps, rho } => {
-            let sigmas = karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?;
+        SamplerSpec::Euler { steps } => {
             let mut cb = relay(&mut on_step, Some(*steps));
-            edm_heun(sigma, &x, &sigmas, Some(cb.as_mut()))?
+            euler(sigma, &x, &grid()?, Some(cb.as_mut()))?
         }
-        SamplerSpec::EdmStochastic { steps, rho, s_churn, s_tmin, s_tmax, s_noise } => {
-            let sigmas = karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?;
+        SamplerSpec::Heun { steps } | SamplerSpec::EdmHeun { steps, .. } => {
+            let mut cb = relay(&mut on_step, Some(*steps));
+            edm_heun(sigma, &x, &grid()?, Some(cb.as_mut()))?
+        }
+        SamplerSpec::EdmStochastic { steps, s_churn, s_tmin, s_tmax, s_noise, .. } => {
             let churn = EdmChurn { s_churn: *s_churn, s_tmin: *s_tmin, s_tmax: *s_tmax, s_noise: *s_noise };
             let mut cb = relay(&mut on_step, Some(*steps));
-            edm_stochastic(sigma, &x, &sigmas, &churn, noise, Some(cb.as_mut()))?
+            edm_stochastic(sigma, &x, &grid()?, &churn, noise, Some(cb.as_mut()))?
         }
-    })
+    };
+    // A σ grid ending above 0 (`FinalSigma::SigmaMin`) leaves the state at σ_min: report it in the
+    // frame's own coordinates, x_t = x̃/√(1 + σ²) for VP frames (what diffusers' DPM schedulers return).
+    let last = spec.sigma_grid(model)?.and_then(|g| g.last().copied()).filter(|&s| s > 0.0);
+    let out = match (last, f.sde) {
+        (Some(s), rediffuse_core::sde::Sde::Vp { .. }) => out.affine(1.0 / (1.0 + s * s).sqrt(), 0.0)?,
+        _ => out,
+    };
+    Ok((out, stats))
 }
 
 /// Forward a continuous sampler's step information to the caller's callback.
@@ -212,14 +221,4 @@ fn relay<'b, 'c: 'b>(
             c(&Progress { step: info.step, total, x: info.x, denoised: info.denoised });
         }
     })
-}
-
-/// σ_max = σ̃₀ > … > σ̃_{steps−1} = σ_min uniform in λ = −ln σ̃, then 0.
-fn dpm_sigmas(frame: &Frame, steps: usize) -> Result<Vec<f64>> {
-    if steps < 2 {
-        return Err(invalid("steps", "DPM-Solver needs at least 2 steps (the last one denoises to σ = 0)"));
-    }
-    let mut s = lambda_uniform_sigmas(frame.sigma_max, frame.sigma_min, steps - 1)?;
-    s.push(0.0);
-    Ok(s)
 }

@@ -1,9 +1,10 @@
 //! The sampler specifications and the prior scale of each sampler family.
 
-use super::{Result, SampleModel};
-use crate::continuous::{Predictor, UniPcOptions};
+use super::{GridFamily, Result, SampleModel};
+use crate::continuous::{DpmAlgorithm, Predictor, UniPcOptions};
 use crate::ddim::DdimOptions;
 use crate::ddpm::DdpmOptions;
+use rediffuse_core::sde::{karras_sigmas, Sde};
 use serde::{Deserialize, Serialize};
 
 fn default_true() -> bool {
@@ -115,16 +116,24 @@ pub enum SamplerSpec {
         #[serde(default = "default_true")]
         denoise: bool,
     },
-    /// Single-step DPM-Solver of `order` 1–3 (Lu et al. 2022a) over `steps` intervals uniform in λ
-    /// from σ_max to σ_min, plus a final first-order step σ_min → 0 (`steps` ≥ 2 counts it).
-    DpmSolver { steps: usize, order: usize },
-    /// Multistep DPM-Solver++(2M) (Lu et al. 2022b), same σ grid as `DpmSolver`.
+    /// Single-step DPM-Solver of `order` 1–3 (Lu et al. 2022a, noise-prediction form) with `steps`
+    /// model evaluations on the model's σ grid ([`SampleModel::default_sigma_schedule`]), orders
+    /// and intermediate points as diffusers' `DPMSolverSinglestepScheduler(algorithm_type =
+    /// "dpmsolver")` ([`crate::continuous::dpm_solver_singlestep`]); the last step denoises to σ = 0.
+    DpmSolver {
+        steps: usize,
+        order: usize,
+        /// Noise form (DPM-Solver, the default) or data form (DPM-Solver++ single-step).
+        #[serde(default)]
+        algorithm: DpmAlgorithm,
+    },
+    /// Multistep DPM-Solver++(2M) (Lu et al. 2022b) on the model's σ grid (NFE = `steps`).
     #[serde(rename = "dpmpp-2m")]
     DpmPp2m { steps: usize },
     /// Multistep DPM-Solver++(3M).
     #[serde(rename = "dpmpp-3m")]
     DpmPp3m { steps: usize },
-    /// Multistep UniPC (Zhao et al. 2023) in data-prediction form, same σ grid as `DpmSolver`
+    /// Multistep UniPC (Zhao et al. 2023) in data-prediction form on the model's σ grid
     /// (NFE = `steps`).
     #[serde(rename = "unipc")]
     UniPc {
@@ -132,6 +141,12 @@ pub enum SamplerSpec {
         #[serde(default)]
         options: UniPcOptions,
     },
+    /// Euler steps of the probability-flow ODE in σ (k-diffusion `sample_euler`, diffusers
+    /// `EulerDiscreteScheduler`) on the model's σ grid of `steps` levels (NFE = `steps`).
+    Euler { steps: usize },
+    /// Heun steps (Karras et al. 2022, Algorithm 1) on the model's σ grid of `steps` levels, the last
+    /// one Euler (diffusers `HeunDiscreteScheduler`; NFE = 2·`steps` − 1).
+    Heun { steps: usize },
     /// EDM deterministic Heun (Karras et al. 2022, Algorithm 1) on the ρ-schedule over the frame's σ range.
     EdmHeun {
         steps: usize,
@@ -155,7 +170,8 @@ pub enum SamplerSpec {
 
 impl SamplerSpec {
     /// Short name (`ddpm`, `ddim`, `ddpm-learned`, `langevin`, `euler-maruyama`, `pc`, `ode-euler`, `ode-heun`,
-    /// `ode-rk45`, `dpm-solver`, `dpmpp-2m`, `dpmpp-3m`, `unipc`, `edm-heun`, `edm-stochastic`).
+    /// `ode-rk45`, `dpm-solver`, `dpmpp-2m`, `dpmpp-3m`, `unipc`, `euler`, `heun`, `edm-heun`,
+    /// `edm-stochastic`).
     pub fn name(&self) -> &'static str {
         match self {
             SamplerSpec::Ddpm(_) => "ddpm",
@@ -171,13 +187,51 @@ impl SamplerSpec {
             SamplerSpec::DpmPp2m { .. } => "dpmpp-2m",
             SamplerSpec::DpmPp3m { .. } => "dpmpp-3m",
             SamplerSpec::UniPc { .. } => "unipc",
+            SamplerSpec::Euler { .. } => "euler",
+            SamplerSpec::Heun { .. } => "heun",
             SamplerSpec::EdmHeun { .. } => "edm-heun",
             SamplerSpec::EdmStochastic { .. } => "edm-stochastic",
         }
     }
 
+    /// The σ grid of a σ-space sampler on `model` (`steps + 1` values ending at 0), `None` for the
+    /// other samplers.
+    pub fn sigma_grid(&self, model: &SampleModel<'_>) -> Result<Option<Vec<f64>>> {
+        let grid = |family: GridFamily, steps: usize| {
+            model.sigma_grid(model.default_sigma_schedule(family), family, steps).map(Some)
+        };
+        match self {
+            SamplerSpec::DpmSolver { steps, .. }
+            | SamplerSpec::DpmPp2m { steps }
+            | SamplerSpec::DpmPp3m { steps }
+            | SamplerSpec::UniPc { steps, .. } => grid(GridFamily::Dpm, *steps),
+            SamplerSpec::Euler { steps } | SamplerSpec::Heun { steps } => grid(GridFamily::Euler, *steps),
+            SamplerSpec::EdmHeun { steps, rho } | SamplerSpec::EdmStochastic { steps, rho, .. } => {
+                let f = &model.frame;
+                Ok(Some(karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Scale c of the prior draw x_T = c·z for this sampler on `model` (see the module docs).
     pub fn prior_scale(&self, model: &SampleModel<'_>) -> Result<f64> {
+        if let Some(grid) = self.sigma_grid(model)? {
+            let s0 = grid[0];
+            let dpm_family = matches!(
+                self,
+                SamplerSpec::DpmSolver { .. }
+                    | SamplerSpec::DpmPp2m { .. }
+                    | SamplerSpec::DpmPp3m { .. }
+                    | SamplerSpec::UniPc { .. }
+            );
+            // the VP prior x_T ~ N(0, I) seen in σ-space, as diffusers' DPM-Solver/UniPC start
+            return Ok(if dpm_family && matches!(model.frame.sde, Sde::Vp { .. }) {
+                (1.0 + s0 * s0).sqrt()
+            } else {
+                s0
+            });
+        }
         Ok(match self {
             SamplerSpec::Ddpm(_) | SamplerSpec::Ddim(_) | SamplerSpec::DdpmLearned { .. } => 1.0,
             SamplerSpec::EulerMaruyama { .. }
@@ -190,8 +244,10 @@ impl SamplerSpec {
             | SamplerSpec::DpmPp2m { .. }
             | SamplerSpec::DpmPp3m { .. }
             | SamplerSpec::UniPc { .. }
+            | SamplerSpec::Euler { .. }
+            | SamplerSpec::Heun { .. }
             | SamplerSpec::EdmHeun { .. }
-            | SamplerSpec::EdmStochastic { .. } => model.frame.sigma_max,
+            | SamplerSpec::EdmStochastic { .. } => model.frame.sigma_max, // (handled by the grid above)
         })
     }
 }
