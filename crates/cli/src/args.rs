@@ -506,6 +506,15 @@ pub struct EvalArgs {
     /// nll-ode: divergence of the probability-flow drift (default exact up to 64 dimensions).
     #[arg(long, value_enum)]
     pub divergence: Option<DivergenceKind>,
+    /// nll-ode: relative / absolute tolerance of the RK45 solver (default 1e-5 each).
+    #[arg(long, allow_negative_numbers = true)]
+    pub rtol: Option<f64>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub atol: Option<f64>,
+    /// nll-ode: lower end ε of the ODE (p_ε is what is evaluated); default 1e-5 with --analytic
+    /// (Song et al.'s likelihood setting), a run's own ε otherwise.
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
     /// Examples per batch: images per feature-network batch; nll: does not change the values; nll-ode: the
     /// adaptive ODE steps are shared by a batch, values change within the solver tolerance).
     #[arg(long, default_value_t = 64)]

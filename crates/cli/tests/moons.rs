@@ -134,4 +134,46 @@ fn mlp_on_moons_matches_held_out_data() {
     let ddpm = json_value(&d.join("ddpm.json"));
     eprintln!("SW2² DDPM-1000 vs held-out: {ddpm:.5}");
     assert!(ddpm <= 3.0 * reference, "ddpm {ddpm} vs reference {reference}");
+    // the σ-space samplers with their (diffusers) defaults on the same DDPM run
+    for (i, flags) in [
+        &["--sampler", "dpmpp-2m"][..],
+        &["--sampler", "dpmpp-3m"],
+        &["--sampler", "dpm-solver", "--order", "3"],
+        &["--sampler", "dpm-solver", "--algorithm", "dpmsolver++"],
+        &["--sampler", "unipc"],
+        &["--sampler", "euler"],
+        &["--sampler", "heun"],
+        &["--sampler", "edm-heun"],
+        &["--sampler", "dpmpp-2m", "--sigmas", "karras"],
+        &["--sampler", "dpmpp-2m", "--timestep-spacing", "trailing"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (out, json) = (format!("s{i}.npy"), format!("s{i}.json"));
+        let mut args = vec!["sample", "--run", "run", "--n", "2000", "--seed", "3", "--out", &out, "--quiet"];
+        args.extend_from_slice(flags);
+        ok(&d, &args);
+        ok(
+            &d,
+            &[
+                "eval",
+                "--samples",
+                &out,
+                "--data",
+                "moons",
+                "--n",
+                "2000",
+                "--seed",
+                "501",
+                "--metric",
+                "swd",
+                "--json",
+                &json,
+            ],
+        );
+        let v = json_value(&d.join(&json));
+        eprintln!("SW2² {} vs held-out: {v:.5}", flags.join(" "));
+        assert!(v <= 3.0 * reference, "{flags:?}: {v} vs reference {reference}");
+    }
 }

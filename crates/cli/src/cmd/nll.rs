@@ -13,25 +13,24 @@ use crate::cmd::data::{load_split, parse, Data};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use rediffuse_core::analytic::{EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser, GmmSpec};
+use rediffuse_core::analytic::{AnalyticDenoiser, EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser, GmmSpec};
 use rediffuse_core::noise::batches;
 use rediffuse_core::sde::Sde;
 use rediffuse_core::vlb::{VarianceMode, EIGHT_BIT_LEVELS};
-use rediffuse_core::{Denoiser, NoiseSource};
+use rediffuse_core::NoiseSource;
 use rediffuse_data::images::{ImageSpec, Split};
 use rediffuse_data::npy::{read_npy_tensor, write_bytes_atomic};
+use rediffuse_sample::continuous::AnalyticSigma;
 use rediffuse_sample::continuous::{Divergence, Probe};
-use rediffuse_sample::dispatch::{
-    nll_ode, sigma_grid_schedule, Frame, NllOptions as OdeOptions, SampleModel,
-};
+use rediffuse_sample::dispatch::{nll_ode, Frame, NllOptions as OdeOptions, SampleModel};
 use rediffuse_train::iddpm::{nll_bits_per_dim, BoundTimesteps, NllOptions, NllResult};
 use rediffuse_train::{load_run, Method};
 use serde_json::json;
 use std::path::Path;
 
-/// Grid points of the σ grid an analytic model is built on for `nll-ode` (its timestep rounding
-/// moves ln σ by at most ln(σ_max/σ_min)/(2·(n − 1)), about 5·10⁻⁴ for the VP SDE).
-pub const ANALYTIC_SIGMA_GRID: usize = 10_000;
+/// Lower end ε of the probability-flow ODE for analytic models (Song et al. 2021's likelihood
+/// evaluation uses 1e-5, below the sampling ε = 1e-3: p_ε is then within ~σ(ε)²/λ_min of p_0).
+const ANALYTIC_NLL_EPS: f64 = 1e-5;
 
 /// Exact divergence up to this many dimensions by default, Hutchinson above.
 const EXACT_DIVERGENCE_MAX_DIM: usize = 64;
@@ -177,19 +176,16 @@ fn sde_of(kind: SdeKind) -> Sde {
     }
 }
 
-/// An analytic denoiser (`gaussian:data.npy`, `gmm:spec.json`, `empirical:<data>`) on the σ grid of
-/// `frame` ([`sigma_grid_schedule`] with [`ANALYTIC_SIGMA_GRID`] points), as the dispatch docs
-/// prescribe for sampling index-based analytic models in a continuous frame.
-fn analytic_denoiser(
-    spec: &str,
-    frame: &Frame,
-) -> Result<(Box<dyn Denoiser>, rediffuse_core::DiffusionSchedule)> {
+/// An analytic denoiser (`gaussian:data.npy`, `gmm:spec.json`, `empirical:<data>`) evaluated at
+/// exactly the σ the ODE solver asks for ([`AnalyticSigma`]: no timestep rounding).
+fn analytic_denoiser(spec: &str) -> Result<AnalyticSigma<dyn AnalyticDenoiser>> {
     let (kind, arg) = spec
         .split_once(':')
         .context("--analytic takes gaussian:data.npy, gmm:spec.json or empirical:<data>")?;
-    let schedule = sigma_grid_schedule(frame.sigma_min, frame.sigma_max, ANALYTIC_SIGMA_GRID)?;
+    // the closed forms take any ᾱ; the schedule only serves index-based use, which nll-ode avoids
+    let schedule = rediffuse_core::DiffusionSchedule::new(rediffuse_core::BetaSchedule::linear(), 1000)?;
     let device = Device::Cpu;
-    let den: Box<dyn Denoiser> = match kind {
+    let model: Box<dyn AnalyticDenoiser> = match kind {
         "gaussian" => {
             let data = crate::cmd::data::load(arg, None, 0, &device)?;
             Box::new(GaussianDenoiser::from_data(&data, &schedule)?)
@@ -204,7 +200,7 @@ fn analytic_denoiser(
         }
         other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
     };
-    Ok((den, schedule))
+    Ok(AnalyticSigma { model })
 }
 
 /// Population mean and standard error of a list of values.
@@ -260,10 +256,16 @@ fn ode(a: &EvalArgs) -> Result<()> {
             let kind =
                 a.method.context("--analytic needs --method vp-sde|ve-sde|subvp-sde (the SDE to use)")?;
             let sde = sde_of(kind);
-            let frame = Frame::for_sde(sde, sde.default_eps())?;
-            analytic = analytic_denoiser(spec, &frame)?;
-            let m = SampleModel::from_discrete_in(&*analytic.0, analytic.1.clone(), frame)?
-                .with_dtype(DType::F64);
+            let frame = Frame::for_sde(sde, a.eps.unwrap_or(ANALYTIC_NLL_EPS))?;
+            analytic = analytic_denoiser(spec)?;
+            if x.dims()[1..].iter().product::<usize>() != analytic.model.dim() {
+                bail!(
+                    "--samples rows have shape {:?}, the analytic model has dimension {}",
+                    &x.dims()[1..],
+                    analytic.model.dim()
+                );
+            }
+            let m = SampleModel::from_sigma(&analytic, frame, 1000)?.with_dtype(DType::F64);
             (m, spec.clone(), sde)
         }
         _ => bail!("give exactly one of --run RUN or --analytic KIND:ARG"),
@@ -276,7 +278,17 @@ fn ode(a: &EvalArgs) -> Result<()> {
         None => Divergence::Hutchinson { probe: Probe::Rademacher },
     };
     let images = x.rank() == 4;
-    let opts = OdeOptions { images, ..OdeOptions::new(divergence) };
+    let mut opts = OdeOptions { images, ..OdeOptions::new(divergence) };
+    if let Some(r) = a.rtol {
+        opts.rk45.rtol = crate::io::finite("rtol", r, true)?;
+    }
+    if let Some(t) = a.atol {
+        opts.rk45.atol = crate::io::finite("atol", t, true)?;
+    }
+    if let (Some(e), Some(_)) = (a.eps, &a.run) {
+        opts.eps = Some(crate::io::finite("eps", e, true)?);
+    }
+    let eps = opts.eps.unwrap_or(model.frame().eps);
     let n = x.dim(0)?;
     let bar = progress::bar(n as u64, false, "nll-ode");
     let (mut nats, mut bpd, mut nfe) = (Vec::with_capacity(n), Vec::new(), 0);
@@ -306,6 +318,9 @@ fn ode(a: &EvalArgs) -> Result<()> {
         "exact": matches!(divergence, Divergence::Exact),
         "divergence": div_name,
         "sde": sde.name(),
+        "eps": eps,
+        "rtol": opts.rk45.rtol,
+        "atol": opts.rk45.atol,
         "model": source,
         "nfe": nfe,
     });
@@ -320,8 +335,9 @@ fn ode(a: &EvalArgs) -> Result<()> {
         }
     } else {
         println!(
-            "nll-ode: {nll_nats:.6} ± {nats_se:.6} nats (n = {n}, {div_name} divergence, {} SDE)",
-            sde.name()
+            "nll-ode: {nll_nats:.6} ± {nats_se:.6} nats (n = {n}, {div_name} divergence, {} SDE, −log p_ε at ε = {eps:e}, RK45 rtol {:e})",
+            sde.name(),
+            opts.rk45.rtol
         );
     }
     if let Some(p) = &a.json {

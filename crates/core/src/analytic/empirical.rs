@@ -126,17 +126,18 @@ impl EmpiricalDenoiser {
     /// Softmax weights W_t(x₀⁽ⁱ⁾ | x) `[B, N]` for `x` `[B, D…]` at timestep `idx` (f64).
     /// Materialises all N columns: meant for inspection on small data sets.
     pub fn weights(&self, x_t: &Tensor, idx: usize) -> Result<Tensor> {
+        super::check_index(idx, self.alpha_bar.len())?;
         let x = super::flatten_input(x_t, self.dim, &self.device)?;
+        let ab = self.alpha_bar[idx];
         let logits: Vec<Tensor> =
-            self.chunks.iter().map(|c| self.logits(&x, c, idx)).collect::<Result<Vec<_>>>()?;
+            self.chunks.iter().map(|c| self.logits(&x, c, ab)).collect::<Result<Vec<_>>>()?;
         let logits = Tensor::cat(&logits, 1)?;
         let max = logits.max_keepdim(1)?;
         let e = logits.broadcast_sub(&max)?.exp()?;
         Ok(e.broadcast_div(&e.sum_keepdim(1)?)?)
     }
 
-    fn logits(&self, x: &Tensor, chunk: &Chunk, idx: usize) -> Result<Tensor> {
-        let ab = self.alpha_bar[idx];
+    fn logits(&self, x: &Tensor, chunk: &Chunk, ab: f64) -> Result<Tensor> {
         let (a, s2) = (ab.sqrt(), 1.0 - ab);
         let dot = x.matmul(&chunk.points_t)?;
         Ok(dot.affine(a / s2, 0.0)?.broadcast_sub(&chunk.sq_norms.affine(a * a / (2.0 * s2), 0.0)?)?)
@@ -153,11 +154,11 @@ impl AnalyticDenoiser for EmpiricalDenoiser {
     fn compute_device(&self) -> &Device {
         &self.device
     }
-    fn posterior_mean_flat(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
+    fn posterior_mean_at(&self, x: &Tensor, ab: f64) -> Result<Tensor> {
         // Running max m, normaliser Σ e^{l−m} and numerator Σ e^{l−m} x₀ over chunks.
         let mut state: Option<(Tensor, Tensor, Tensor)> = None;
         for chunk in &self.chunks {
-            let logits = self.logits(x, chunk, idx)?;
+            let logits = self.logits(x, chunk, ab)?;
             let chunk_max = logits.max_keepdim(D::Minus1)?;
             state = Some(match state {
                 None => {

@@ -146,8 +146,7 @@ impl AnalyticDenoiser for GaussianDenoiser {
     fn compute_device(&self) -> &Device {
         &self.device
     }
-    fn posterior_mean_flat(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
-        let ab = self.alpha_bar[idx];
+    fn posterior_mean_at(&self, x: &Tensor, ab: f64) -> Result<Tensor> {
         let (a, s2) = (ab.sqrt(), 1.0 - ab);
         let gain: Vec<f64> = self.eigenvalues.iter().map(|&l| a * l / (a * a * l + s2)).collect();
         let gain = Tensor::from_vec(gain, (1, self.dim()), &self.device)?;

@@ -145,7 +145,11 @@ impl GmmDenoiser {
 
     /// Posterior component probabilities r_k(x_t) for one point `x` (length D) at timestep `idx`.
     pub fn responsibilities(&self, x: &[f64], idx: usize) -> Vec<f64> {
-        let ab = self.alpha_bar[idx];
+        self.responsibilities_at(x, self.alpha_bar[idx])
+    }
+
+    /// p(k | x_t) at the noise level ᾱ = `ab`.
+    pub fn responsibilities_at(&self, x: &[f64], ab: f64) -> Vec<f64> {
         let (a, s2) = (ab.sqrt(), 1.0 - ab);
         let d = self.spec.dim() as f64;
         let logits: Vec<f64> = (0..self.spec.num_components())
@@ -173,26 +177,36 @@ impl AnalyticDenoiser for GmmDenoiser {
     fn compute_device(&self) -> &Device {
         &self.device
     }
-    fn posterior_mean_flat(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
-        let ab = self.alpha_bar[idx];
+    /// Tensor ops only, so that the output is differentiable in `x` (exact likelihoods take the
+    /// divergence of the probability-flow drift by autograd): with v_k = ᾱσ_k² + 1 − ᾱ and
+    /// g_k = √ᾱσ_k²/v_k, r = softmax_k(ln π_k − ½D ln v_k − ‖x − √ᾱ m_k‖²/(2v_k)) and
+    /// E[x₀ | x] = Σ_k r_k (m_k + g_k (x − √ᾱ m_k)).
+    fn posterior_mean_at(&self, x: &Tensor, ab: f64) -> Result<Tensor> {
         let (a, s2) = (ab.sqrt(), 1.0 - ab);
-        let rows = x.to_vec2::<f64>()?;
-        let d = self.dim();
-        let mut out = Vec::with_capacity(rows.len() * d);
-        for row in &rows {
-            let r = self.responsibilities(row, idx);
-            let mut x0 = vec![0.0; d];
-            for (k, rk) in r.iter().enumerate() {
-                let sk2 = self.spec.stds[k].powi(2);
-                let gain = a * sk2 / (a * a * sk2 + s2);
-                for j in 0..d {
-                    let m = self.spec.means[k][j];
-                    x0[j] += rk * (m + gain * (row[j] - a * m));
-                }
-            }
-            out.extend(x0);
-        }
-        Ok(Tensor::from_vec(out, (rows.len(), d), &self.device)?)
+        let (k, d) = (self.spec.num_components(), self.dim());
+        let dev = &self.device;
+        let row = |v: Vec<f64>| Tensor::from_vec(v, (1, k), dev);
+        let var: Vec<f64> = self.spec.stds.iter().map(|s| a * a * s * s + s2).collect();
+        let gain: Vec<f64> = self.spec.stds.iter().zip(&var).map(|(s, v)| a * s * s / v).collect();
+        let means = Tensor::from_vec(self.spec.means.concat(), (k, d), dev)?;
+        let sq_means: Vec<f64> =
+            self.spec.means.iter().map(|m| a * a * m.iter().map(|v| v * v).sum::<f64>()).collect();
+        let bias: Vec<f64> =
+            self.log_weights.iter().zip(&var).map(|(lw, v)| lw - 0.5 * d as f64 * v.ln()).collect();
+        let neg_inv_2v = row(var.iter().map(|v| -0.5 / v).collect())?;
+        // ‖x − √ᾱ m_k‖² = ‖x‖² − 2√ᾱ x·m_k + ᾱ‖m_k‖²   [B, K]
+        let dist2 = x
+            .sqr()?
+            .sum_keepdim(1)?
+            .broadcast_sub(&x.matmul(&means.t()?)?.affine(2.0 * a, 0.0)?)?
+            .broadcast_add(&row(sq_means)?)?;
+        let logits = dist2.broadcast_mul(&neg_inv_2v)?.broadcast_add(&row(bias)?)?;
+        let shifted = logits.broadcast_sub(&logits.max_keepdim(1)?.detach())?.exp()?;
+        let r = shifted.broadcast_div(&shifted.sum_keepdim(1)?)?;
+        let shrunk: Vec<f64> = gain.iter().map(|g| 1.0 - a * g).collect();
+        let centres = means.broadcast_mul(&Tensor::from_vec(shrunk, (k, 1), dev)?)?;
+        let slope = r.matmul(&Tensor::from_vec(gain, (k, 1), dev)?)?;
+        Ok(r.matmul(&centres)?.add(&x.broadcast_mul(&slope)?)?)
     }
 }
 

@@ -29,8 +29,15 @@ pub trait AnalyticDenoiser {
     fn alpha_bar(&self) -> &[f64];
     /// Device on which [`AnalyticDenoiser::posterior_mean_flat`] expects its input.
     fn compute_device(&self) -> &Device;
+    /// E[x₀ | x_t] for `x` of shape `[B, D]` (f64, on `compute_device`), all rows at the noise level
+    /// ᾱ = `alpha_bar` ∈ (0, 1) (any level, not only the schedule's: the closed form is exact).
+    fn posterior_mean_at(&self, x: &Tensor, alpha_bar: f64) -> Result<Tensor>;
+
     /// E[x₀ | x_t] for `x` of shape `[B, D]` (f64, on `compute_device`), all rows at timestep `idx`.
-    fn posterior_mean_flat(&self, x: &Tensor, idx: usize) -> Result<Tensor>;
+    fn posterior_mean_flat(&self, x: &Tensor, idx: usize) -> Result<Tensor> {
+        check_index(idx, self.alpha_bar().len())?;
+        self.posterior_mean_at(x, self.alpha_bar()[idx])
+    }
 
     /// x̂₀ = E[x₀ | x_t] for `x_t` `[B, D…]` (any float dtype/device), every row at timestep `idx`.
     fn posterior_mean(&self, x_t: &Tensor, idx: usize) -> Result<Tensor> {

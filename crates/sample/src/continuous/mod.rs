@@ -16,7 +16,7 @@ pub mod stats;
 pub mod unipc;
 pub mod view;
 
-pub use adapters::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
+pub use adapters::{AnalyticSigma, ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
 pub use analytic::{DiscreteGaussianEps, GaussianData};
 pub use dpm_solver::{
     dpm_solver, dpm_solver_singlestep, dpmpp_multistep, dpmpp_multistep_with, lambda_uniform_sigmas,
