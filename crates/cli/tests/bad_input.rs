@@ -37,6 +37,21 @@ fn bad_inputs_are_clean_errors() {
         "--eta",
     );
     fails(&d, &["sample", "--run", "no-such-run", "--n", "4", "--out", "x.npy"], "no-such-run");
+    // σ grids: sigma-min needs the timesteps grid, NaN clip, too many steps, bad ρ
+    let g = ["sample", "--analytic", "gmm:ok.json", "--n", "4", "--out", "g.npy"];
+    let with = |extra: &[&'static str]| [&g[..], extra].concat();
+    fails(
+        &d,
+        &with(&["--sampler", "dpmpp-2m", "--sigmas", "karras", "--final-sigma", "sigma-min"]),
+        "sigma-min",
+    );
+    fails(&d, &with(&["--sampler", "dpmpp-2m", "--lambda-min-clipped", "NaN"]), "lambda-min-clipped");
+    fails(&d, &with(&["--sampler", "dpmpp-2m", "--steps", "1000"]), "steps");
+    fails(&d, &with(&["--sampler", "euler", "--steps", "1001"]), "steps");
+    fails(&d, &with(&["--sampler", "heun", "--sigmas", "karras", "--rho", "-1"]), "rho");
+    fails(&d, &with(&["--sampler", "dpm-solver", "--order", "4"]), "order");
+    fails(&d, &with(&["--sampler", "dpmpp-2m", "--lambda-min-clipped", "100"]), "lambda");
+    assert!(!d.join("g.npy").exists());
     // existing outputs are not overwritten
     std::fs::write(d.join("keep.npy"), b"user data").unwrap();
     fails(&d, &["sample", "--analytic", "gmm:ok.json", "--n", "4", "--out", "keep.npy"], "already exists");

@@ -113,7 +113,7 @@ pub fn singlestep_orders(steps: usize, order: usize, final_zero: bool) -> Result
     }
     let rep =
         |chunk: &[usize], n: usize| chunk.iter().copied().cycle().take(chunk.len() * n).collect::<Vec<_>>();
-    let lower_order_final = final_zero || steps % order != 0;
+    let lower_order_final = final_zero || !steps.is_multiple_of(order);
     let mut o = match (order, lower_order_final) {
         (1, _) => vec![1; steps],
         (_, false) => rep(&[1, 2, 3][..order], steps / order),

@@ -21,7 +21,15 @@
 //! * DDPM, DDIM, DDPM with learned variances: c = 1 (the VP state x_T);
 //! * Euler–Maruyama, PC, probability-flow ODE: c = the SDE's prior std (σ_max for VE, 1 for VP/sub-VP);
 //! * Langevin: c = σ₁, the first (largest) level;
-//! * DPM-Solver, DPM-Solver++, EDM: c = σ_max of the frame (k-diffusion's `randn·sigmas[0]`).
+//! * DPM-Solver(++), UniPC on VP frames: c = √(1 + σ₀²) with σ₀ the first level of the σ grid
+//!   (x_T ~ N(0, I) of the VP process, diffusers' `init_noise_sigma = 1`); on other frames and for
+//!   Euler, Heun, EDM: c = σ₀ (k-diffusion's `randn·sigmas[0]`, diffusers' Euler/Heun).
+//!
+//! # σ grids
+//! The σ-space samplers run on [`SampleModel::sigma_grid`]: diffusers' choice of training
+//! timesteps for discrete-time models (so the same x_T reproduces diffusers' schedulers), uniform
+//! in λ (DPM family) or Karras ρ = 7 (Euler, Heun) for continuous-time ones, or whatever
+//! [`SampleModel::with_sigma_schedule`] sets; EDM's samplers always use Karras' schedule.
 //!
 //! So one z file gives consistent starting points for every sampler.
 
