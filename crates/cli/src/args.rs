@@ -141,6 +141,13 @@ pub struct TrainArgs {
     /// MLP: number of residual blocks (default 3).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// Class-conditional model on the data set's labels (digits, MNIST, Fashion-MNIST, CIFAR-10,
+    /// labelled folders), for classifier-free guidance at sampling (`sample --class --guidance-scale`).
+    #[arg(long)]
+    pub class_cond: bool,
+    /// Label dropout of class-conditional training: probability of the null label (default 0.1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub p_uncond: Option<f64>,
     /// Points generated for toy sets.
     #[arg(long)]
     pub n_train: Option<usize>,
@@ -378,6 +385,16 @@ pub struct SampleArgs {
     /// Samples computed at once (does not change the samples).
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// Class-conditional runs: the class of every sample (`all`: sample k of class k mod K).
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Classifier-free guidance scale w (ε_uncond + w(ε_cond − ε_uncond)); 0 = unconditional,
+    /// 1 = conditional (default), > 1 guided.
+    #[arg(long, allow_negative_numbers = true)]
+    pub guidance_scale: Option<f64>,
+    /// Write the class labels of the samples (`[N]`, f32) to this .npy file.
+    #[arg(long)]
+    pub labels_out: Option<PathBuf>,
     /// Start from this x_T (.npy, N×…) instead of fresh noise.
     #[arg(long)]
     pub init_noise: Option<PathBuf>,
@@ -411,6 +428,9 @@ pub enum MetricKind {
     Kid,
     /// Inception Score of the samples alone (needs --features with class logits).
     Is,
+    /// Fraction of samples the feature network classifies as their --labels (class-conditional
+    /// samples; needs --features with class logits), overall and per class.
+    Accuracy,
     /// Improved precision and recall with k-NN manifolds (needs --features, --data).
     Prd,
     /// Fraction of samples much closer to one training image than to any other (--data = training set).
@@ -515,6 +535,9 @@ pub struct EvalArgs {
     /// (Song et al.'s likelihood setting), a run's own ε otherwise.
     #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f64>,
+    /// --metric accuracy: the intended class of every sample (.npy `[N]`, e.g. `sample --labels-out`).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
     /// Examples per batch: images per feature-network batch; nll: does not change the values; nll-ode: the
     /// adaptive ODE steps are shared by a batch, values change within the solver tolerance).
     #[arg(long, default_value_t = 64)]

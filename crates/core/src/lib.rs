@@ -8,6 +8,7 @@ pub mod analytic;
 pub mod denoiser;
 pub mod error;
 pub mod gaussian;
+pub mod guidance;
 pub mod loss;
 pub mod noise;
 pub mod prediction;
@@ -18,6 +19,7 @@ pub mod vlb;
 
 pub use denoiser::Denoiser;
 pub use error::{CoreError, Result};
+pub use guidance::ClassifierFreeGuidance;
 pub use noise::NoiseSource;
 pub use prediction::Prediction;
 pub use schedule::{BetaSchedule, DiffusionSchedule};

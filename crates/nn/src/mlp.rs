@@ -12,8 +12,11 @@
 //! With a `sample_shape` (e.g. `[1, 8, 8]`) it takes `[B, ..sample_shape]`, flattens it to
 //! `[B, d]` and returns `[B, ..sample_shape]` (learned variance: `[B, 2C, H, W]`, the channel
 //! halves being the two output halves), so image samplers, grids and metrics apply unchanged.
+//! With `num_classes` = K the time embedding gets a learned class embedding added,
+//! e ← e + E[y] with E `[K + 1, hidden]` (row K: the null label of classifier-free guidance).
 //! Parameter names (stable, used in checkpoints): `time_embed.linear_1.{weight,bias}`,
-//! `time_embed.linear_2.*`, `input.*`, `blocks.{l}.*` (l = 0 … layers−1), `output.*`.
+//! `time_embed.linear_2.*`, `class_embedding.weight` (class-conditional only), `input.*`,
+//! `blocks.{l}.*` (l = 0 … layers−1), `output.*`.
 
 use crate::embedding::SinusoidalEmbedding;
 use crate::error::NnError;
@@ -55,6 +58,9 @@ pub struct MlpConfig {
     /// `data_dim`. `None` (omitted from configs): samples are `[data_dim]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sample_shape: Option<Vec<usize>>,
+    /// Class-conditional on K classes (labels 0..K, K = null label); `None` (omitted): unconditional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
 }
 
 impl MlpConfig {
@@ -67,6 +73,7 @@ impl MlpConfig {
             time_embed_dim: default_time_embed_dim(),
             learn_sigma: false,
             sample_shape: None,
+            num_classes: None,
         }
     }
 
@@ -111,6 +118,9 @@ impl MlpConfig {
                 ));
             }
         }
+        if self.num_classes == Some(0) {
+            return Err(NnError::invalid("num_classes", "must be >= 1 (or absent for an unconditional MLP)"));
+        }
         if self.time_embed_dim < 2 {
             return Err(NnError::invalid(
                 "time_embed_dim",
@@ -122,10 +132,11 @@ impl MlpConfig {
 
     /// Number of trainable scalars:
     /// `e·h + h + h² + h` (time MLP) `+ (d + h)·h + h` (input) `+ L·(h² + h)` (blocks) `+ h·o + o`
-    /// (output, o = [`MlpConfig::out_dim`]).
+    /// (output, o = [`MlpConfig::out_dim`]) `+ (K + 1)·h` (class embedding, K classes).
     pub fn param_count(&self) -> usize {
         let (d, h, l, e, o) = (self.data_dim, self.hidden, self.layers, self.time_embed_dim, self.out_dim());
-        e * h + h + h * h + h + (d + h) * h + h + l * (h * h + h) + h * o + o
+        let classes = self.num_classes.map_or(0, |k| (k + 1) * h);
+        e * h + h + h * h + h + (d + h) * h + h + l * (h * h + h) + h * o + o + classes
     }
 
     /// Data samples must have the shape [`MlpConfig::sample_shape`].
@@ -174,6 +185,7 @@ pub struct Mlp {
     input: Dense,
     blocks: Vec<Dense>,
     output: Dense,
+    class_embedding: Option<Tensor>,
 }
 
 impl Mlp {
@@ -190,6 +202,14 @@ impl Mlp {
             input: Dense::new(vb.pp("input"), d + h, h)?,
             blocks: (0..config.layers).map(|l| Dense::new(blocks_vb.pp(l), h, h)).collect::<Result<_>>()?,
             output: Dense::new(vb.pp("output"), h, config.out_dim())?,
+            class_embedding: match config.num_classes {
+                Some(k) => Some(vb.pp("class_embedding").get_with_hints(
+                    (k + 1, h),
+                    "weight",
+                    Init::Randn { mean: 0.0, stdev: 1.0 },
+                )?),
+                None => None,
+            },
         })
     }
 
@@ -199,7 +219,21 @@ impl Mlp {
 }
 
 impl DiffusionNet for Mlp {
-    fn forward(&self, x_t: &Tensor, t: &Tensor, _train: bool) -> Result<Tensor> {
+    fn forward(&self, x_t: &Tensor, t: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_with_labels(x_t, t, None, train)
+    }
+
+    fn num_classes(&self) -> Option<usize> {
+        self.config.num_classes
+    }
+
+    fn forward_with_labels(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+        _train: bool,
+    ) -> Result<Tensor> {
         let shape = self.config.sample_shape();
         let b = match x_t.dims() {
             [b, rest @ ..] if rest == shape.as_slice() => *b,
@@ -208,7 +242,15 @@ impl DiffusionNet for Mlp {
         if t.dims() != [b] {
             bail!("Mlp expects t of shape [{b}], got {:?}", t.dims());
         }
-        let e = self.time_2.forward(&silu(&self.time_1.forward(&self.embed.forward(t)?)?)?)?;
+        let mut e = self.time_2.forward(&silu(&self.time_1.forward(&self.embed.forward(t)?)?)?)?;
+        match (&self.class_embedding, labels) {
+            (Some(table), labels) => {
+                let idx = crate::net::label_indices(labels, table.dim(0)? - 1, b, x_t.device())?;
+                e = (e + table.index_select(&idx, 0)?)?;
+            }
+            (None, Some(_)) => bail!("labels given to an unconditional MLP (num_classes is None)"),
+            (None, None) => {}
+        }
         let x = x_t.reshape((b, self.config.data_dim))?;
         let mut h = self.input.forward(&Tensor::cat(&[&x, &e], 1)?)?;
         for blk in &self.blocks {
@@ -248,6 +290,7 @@ mod tests {
             time_embed_dim: 8,
             learn_sigma: false,
             sample_shape: None,
+            num_classes: None,
         };
         let (vm, m) = build(&cfg);
         // hand count: time 8·16+16 + 16·16+16, input 19·16+16, blocks 2·(256+16), output 16·3+3
@@ -322,6 +365,7 @@ mod tests {
             time_embed_dim: 16,
             learn_sigma: false,
             sample_shape: None,
+            num_classes: None,
         };
         let (vm, m) = build(&cfg);
         let dev = Device::Cpu;
@@ -353,5 +397,38 @@ mod tests {
         }
         assert!(MlpConfig::new(2).check_data_shape(&[3]).is_err());
         assert!(MlpConfig::new(2).check_data_shape(&[2]).is_ok());
+    }
+
+    /// A class-conditional MLP: labels change the output, `None` is the null label (index K),
+    /// the parameter count includes the (K + 1)·h table, and bad labels are errors.
+    #[test]
+    fn class_conditional_mlp() {
+        let cfg = MlpConfig { hidden: 16, num_classes: Some(3), ..MlpConfig::new(2) };
+        let (vm, m) = build(&cfg);
+        let n_params: usize = vm.all_vars().iter().map(|v| v.elem_count()).sum();
+        assert_eq!(n_params, cfg.param_count());
+        assert_eq!(m.num_classes(), Some(3));
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[0.5f32, -1.0], [0.5, -1.0]], &dev).unwrap();
+        let t = Tensor::new(&[3f32, 3.0], &dev).unwrap();
+        let out = |y: Option<[u32; 2]>| -> Vec<Vec<f32>> {
+            let y = y.map(|y| Tensor::new(&y, &dev).unwrap());
+            m.forward_with_labels(&x, &t, y.as_ref(), false).unwrap().to_vec2().unwrap()
+        };
+        let a = out(Some([0, 2]));
+        assert_ne!(a[0], a[1], "labels must change the output");
+        assert_eq!(out(None), out(Some([3, 3])), "no labels = the null label");
+        assert_eq!(m.forward(&x, &t, false).unwrap().to_vec2::<f32>().unwrap(), out(None));
+        for bad in [[4u32, 0], [0, 9]] {
+            let y = Tensor::new(&bad, &dev).unwrap();
+            assert!(m.forward_with_labels(&x, &t, Some(&y), false).is_err());
+        }
+        let yf = Tensor::new(&[0f32, 1.0], &dev).unwrap();
+        assert!(m.forward_with_labels(&x, &t, Some(&yf), false).is_err());
+        // an unconditional MLP refuses labels; num_classes = 0 is invalid
+        let (_, plain) = build(&MlpConfig { hidden: 16, ..MlpConfig::new(2) });
+        let y = Tensor::new(&[0u32, 1], &dev).unwrap();
+        assert!(plain.forward_with_labels(&x, &t, Some(&y), false).is_err());
+        assert!(MlpConfig { num_classes: Some(0), ..MlpConfig::new(2) }.validate().is_err());
     }
 }

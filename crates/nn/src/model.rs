@@ -81,6 +81,22 @@ impl ModelConfig {
         }
     }
 
+    /// Number of classes of a class-conditional network (`None`: unconditional).
+    pub fn num_classes(&self) -> Option<usize> {
+        match self {
+            ModelConfig::Mlp(c) => c.num_classes,
+            ModelConfig::Unet(c) => c.num_classes,
+        }
+    }
+
+    /// Make the network class-conditional on `n` classes (or unconditional with `None`).
+    pub fn set_num_classes(&mut self, n: Option<usize>) {
+        match self {
+            ModelConfig::Mlp(c) => c.num_classes = n,
+            ModelConfig::Unet(c) => c.num_classes = n,
+        }
+    }
+
     /// Shape of one data sample (without the batch dimension) the network takes.
     pub fn sample_shape(&self) -> Vec<usize> {
         match self {
@@ -117,6 +133,7 @@ mod tests {
             time_embed_dim: 4,
             learn_sigma: false,
             sample_shape: None,
+            num_classes: None,
         });
         let json = serde_json::to_string(&m).unwrap();
         assert!(json.contains("\"kind\":\"mlp\""), "{json}");

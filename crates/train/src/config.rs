@@ -318,8 +318,16 @@ pub struct TrainConfig {
     /// Sample-quality metrics during training (none by default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eval: Option<PeriodicEvalConfig>,
+    /// Class-conditional models: probability of replacing a training label by the null label
+    /// (classifier-free guidance's label dropout, Ho & Salimans 2022; default 0.1).
+    #[serde(default = "default_p_uncond")]
+    pub p_uncond: f64,
     pub model: ModelConfig,
     pub method: Method,
+}
+
+fn default_p_uncond() -> f64 {
+    0.1
 }
 
 impl TrainConfig {
@@ -343,6 +351,7 @@ impl TrainConfig {
             log_every: default_log_every(),
             checkpoint_every: default_checkpoint_every(),
             eval: None,
+            p_uncond: default_p_uncond(),
             model,
             method,
         }
@@ -371,6 +380,12 @@ impl TrainConfig {
         }
         positive("lr", self.lr)?;
         positive("adam_eps", self.adam_eps)?;
+        if !(self.p_uncond.is_finite() && (0.0..=1.0).contains(&self.p_uncond)) {
+            return Err(TrainError::invalid(
+                "p_uncond",
+                format!("must lie in [0, 1], got {}", self.p_uncond),
+            ));
+        }
         if !self.weight_decay.is_finite() || self.weight_decay < 0.0 {
             return Err(TrainError::invalid(
                 "weight_decay",

@@ -116,6 +116,7 @@ mod tests {
             time_embed_dim: 8,
             learn_sigma: false,
             sample_shape: None,
+            num_classes: None,
         });
         let dev = Device::Cpu;
         let snapshot = |seed| {

@@ -115,6 +115,19 @@ impl Objective {
         rng: &mut R,
         sampler: Option<&mut ImportanceSampler>,
     ) -> Result<Tensor> {
+        self.batch_loss_with_labels(net, x0, None, rng, sampler)
+    }
+
+    /// [`Objective::batch_loss`] of a class-conditional network given the batch's labels
+    /// (`[B]` u32; the null label for the rows dropped for classifier-free guidance).
+    pub fn batch_loss_with_labels<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut R,
+        sampler: Option<&mut ImportanceSampler>,
+    ) -> Result<Tensor> {
         match self {
             Objective::Iddpm { schedule, prediction, config } => {
                 if let Some(s) = &sampler {
@@ -127,7 +140,7 @@ impl Objective {
                 }
                 let b = x0.dim(0)?;
                 let (ts, weights) = iddpm::draw_timesteps(sampler.as_deref(), rng, b, schedule.len());
-                let (eps, x_t, out) = self.iddpm_forward(net, x0, &ts, schedule, rng)?;
+                let (eps, x_t, out) = self.iddpm_forward(net, x0, labels, &ts, schedule, rng)?;
                 let (loss, _) = iddpm::batch_loss(
                     config,
                     sampler,
@@ -149,7 +162,7 @@ impl Objective {
                         "importance sampling of timesteps applies to iddpm only",
                     ));
                 }
-                Ok(self.loss_per_sample(net, x0, rng)?.mean_all()?)
+                Ok(self.loss_per_sample_with_labels(net, x0, labels, rng)?.mean_all()?)
             }
         }
     }
@@ -160,6 +173,7 @@ impl Objective {
         &self,
         net: &dyn DiffusionNet,
         x0: &Tensor,
+        labels: Option<&Tensor>,
         ts: &[usize],
         schedule: &DiffusionSchedule,
         rng: &mut R,
@@ -167,7 +181,7 @@ impl Objective {
         let dev = x0.device().clone();
         let eps = normal_like(x0, rng, &dev)?;
         let x_t = q_sample(schedule, x0, &eps, ts)?;
-        let out = net.forward(&x_t, &timesteps_tensor(ts, &dev)?, true)?;
+        let out = net.forward_with_labels(&x_t, &timesteps_tensor(ts, &dev)?, labels, true)?;
         let mut want = x0.dims().to_vec();
         want[1] *= 2;
         if out.dims() != want.as_slice() {
@@ -189,6 +203,18 @@ impl Objective {
         x0: &Tensor,
         rng: &mut R,
     ) -> Result<Tensor> {
+        self.loss_per_sample_with_labels(net, x0, None, rng)
+    }
+
+    /// [`Objective::loss_per_sample`] of a class-conditional network given the batch's labels.
+    pub fn loss_per_sample_with_labels<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut R,
+    ) -> Result<Tensor> {
+        let forward = |x: &Tensor, t: Tensor| forward(net, x, t, x0, labels);
         let b = x0.dim(0)?;
         let dev = x0.device().clone();
         match self {
@@ -197,12 +223,12 @@ impl Objective {
                 let ts: Vec<usize> = (0..b).map(|_| rng.random_range(0..t_len)).collect();
                 let eps = normal_like(x0, rng, &dev)?;
                 let x_t = q_sample(schedule, x0, &eps, &ts)?;
-                let out = forward(net, &x_t, timesteps_tensor(&ts, &dev)?, x0)?;
+                let out = forward(&x_t, timesteps_tensor(&ts, &dev)?)?;
                 Ok(l_simple_per_sample(schedule, *prediction, &out, x0, &eps, &ts)?)
             }
             Objective::Iddpm { schedule, prediction, config } => {
                 let (ts, _) = iddpm::draw_timesteps(None, rng, b, schedule.len());
-                let (eps, x_t, out) = self.iddpm_forward(net, x0, &ts, schedule, rng)?;
+                let (eps, x_t, out) = self.iddpm_forward(net, x0, labels, &ts, schedule, rng)?;
                 Ok(iddpm::iddpm_loss(config, schedule, *prediction, &out, x0, &eps, &x_t, &ts)?.loss)
             }
             Objective::Ncsn { sigmas } => {
@@ -213,7 +239,7 @@ impl Objective {
                 let x = ncsn_perturb(x0, &z, &sig)?;
                 // level j (σ₁ first) has model time L − 1 − j
                 let tau: Vec<f32> = js.iter().map(|&j| (l - 1 - j) as f32).collect();
-                let out = forward(net, &x, Tensor::from_vec(tau, b, &dev)?, x0)?;
+                let out = forward(&x, Tensor::from_vec(tau, b, &dev)?)?;
                 Ok(dsm_loss(&out, Prediction::Epsilon, &z, &sig)?)
             }
             Objective::ScoreSde { sde, prediction, eps } => {
@@ -221,7 +247,7 @@ impl Objective {
                 let z = normal_like(x0, rng, &dev)?;
                 let (x_t, std) = sde_perturb(sde, x0, &z, &ts)?;
                 let model_t: Vec<f32> = ts.iter().map(|&t| (SDE_TIME_SCALE * t) as f32).collect();
-                let out = forward(net, &x_t, Tensor::from_vec(model_t, b, &dev)?, x0)?;
+                let out = forward(&x_t, Tensor::from_vec(model_t, b, &dev)?)?;
                 Ok(dsm_loss(&out, *prediction, &z, &std)?)
             }
             Objective::Edm(cfg) => {
@@ -230,7 +256,7 @@ impl Objective {
                 let n = normal_like(x0, rng, &dev)?;
                 let pair = edm_training_pair(cfg, x0, &n, &sig)?;
                 let c_noise: Vec<f32> = pair.c_noise.iter().map(|&c| c as f32).collect();
-                let out = forward(net, &pair.net_input, Tensor::from_vec(c_noise, b, &dev)?, x0)?;
+                let out = forward(&pair.net_input, Tensor::from_vec(c_noise, b, &dev)?)?;
                 Ok(edm_loss(&out, &pair)?)
             }
         }
@@ -244,8 +270,14 @@ fn normal_like<R: Rng + ?Sized>(x0: &Tensor, rng: &mut R, dev: &Device) -> Resul
 }
 
 /// Training-mode forward pass, checking that the output has the data's shape.
-fn forward(net: &dyn DiffusionNet, x: &Tensor, t: Tensor, x0: &Tensor) -> Result<Tensor> {
-    let out = net.forward(x, &t, true)?;
+fn forward(
+    net: &dyn DiffusionNet,
+    x: &Tensor,
+    t: Tensor,
+    x0: &Tensor,
+    labels: Option<&Tensor>,
+) -> Result<Tensor> {
+    let out = net.forward_with_labels(x, &t, labels, true)?;
     if out.dims() != x0.dims() {
         return Err(TrainError::Data(format!(
             "network output {:?} does not match the data batch {:?}",

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rediffuse_core::sde::geometric_sigmas;
 use rediffuse_core::vlb::{LearnedVarianceDenoiser, VarianceMode};
-use rediffuse_core::{Denoiser, DiffusionSchedule, Prediction};
+use rediffuse_core::{ClassifierFreeGuidance, Denoiser, DiffusionSchedule, Prediction};
 use rediffuse_nn::DiffusionNet;
 use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
 use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel};
@@ -37,6 +37,17 @@ impl Denoiser for NetDenoiser {
     fn forward(&self, x_t: &Tensor, t: &Tensor) -> rediffuse_core::Result<Tensor> {
         Ok(self.net.forward(x_t, t, false)?)
     }
+    fn forward_with_labels(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+    ) -> rediffuse_core::Result<Tensor> {
+        Ok(self.net.forward_with_labels(x_t, t, labels, false)?)
+    }
+    fn num_classes(&self) -> Option<usize> {
+        self.net.num_classes()
+    }
 }
 
 /// A run folder loaded for inference.
@@ -56,6 +67,8 @@ pub struct LoadedRun {
     pub step: u64,
     /// Whether the EMA weights were loaded.
     pub ema: bool,
+    /// Where the weights live.
+    pub device: Device,
 }
 
 impl LoadedRun {
@@ -89,11 +102,15 @@ impl LoadedRun {
 
     /// NCSN / score-SDE network as a `ContinuousModel` with the training time convention.
     fn continuous_model(&self) -> Result<ContinuousModel<&NetDenoiser>> {
+        self.continuous_model_of(&self.denoiser)
+    }
+
+    fn continuous_model_of<D: Denoiser>(&self, net: D) -> Result<ContinuousModel<D>> {
         let m = &self.config.method;
         let ti = sampling_time_input(m).ok_or_else(|| {
             TrainError::invalid("method", format!("{} is not a score-SDE/NCSN method", m.name()))
         })?;
-        Ok(ContinuousModel::new(&self.denoiser, m.continuous_sde()?, ti)?)
+        Ok(ContinuousModel::new(net, m.continuous_sde()?, ti)?)
     }
 
     /// A discrete denoiser and its schedule for DDPM/DDIM: the network itself (DDPM), its mean
@@ -126,12 +143,28 @@ impl LoadedRun {
     /// DDIM and the σ-space samplers as usual), and the full output is attached for
     /// `SamplerSpec::DdpmLearned` (ancestral sampling with the learned Σ_θ, optionally respaced).
     pub fn sample_model(&self) -> Result<SampleModel<'_>> {
-        let net = &self.denoiser;
+        self.sample_model_of(&self.denoiser)
+    }
+
+    /// [`LoadedRun::sample_model`] guided towards `labels` (one per sample of the batch it will
+    /// sample) with classifier-free guidance of scale `scale` (`ClassifierFreeGuidance`: 0 is the
+    /// unconditional model, 1 the conditional one). Needs a class-conditional run.
+    pub fn guided_sample_model(&self, labels: &[u32], scale: f64) -> Result<SampleModel<'_>> {
+        let guided = ClassifierFreeGuidance::new(&self.denoiser, labels, scale, self.denoiser_device())?;
+        self.sample_model_of(guided)
+    }
+
+    /// The device of the network's weights (where label tensors go).
+    fn denoiser_device(&self) -> &Device {
+        &self.device
+    }
+
+    fn sample_model_of<'a, D: Denoiser + Clone + 'a>(&'a self, net: D) -> Result<SampleModel<'a>> {
         let frame = self.frame()?;
         let m = match &self.config.method {
             Method::Ddpm { .. } => SampleModel::from_discrete(net, self.schedule.clone())?,
             Method::Iddpm { .. } => {
-                SampleModel::from_discrete(LearnedVarianceDenoiser::new(net), self.schedule.clone())?
+                SampleModel::from_discrete(LearnedVarianceDenoiser::new(net.clone()), self.schedule.clone())?
                     .with_learned_variance(net)
             }
             Method::Edm(cfg) => SampleModel::from_sigma_with_schedule(
@@ -139,9 +172,11 @@ impl LoadedRun {
                 frame,
                 self.schedule.clone(),
             )?,
-            Method::Ncsn { .. } | Method::ScoreSde { .. } => {
-                SampleModel::from_sigma_with_schedule(self.continuous_model()?, frame, self.schedule.clone())?
-            }
+            Method::Ncsn { .. } | Method::ScoreSde { .. } => SampleModel::from_sigma_with_schedule(
+                self.continuous_model_of(net)?,
+                frame,
+                self.schedule.clone(),
+            )?,
         };
         Ok(match &self.config.method {
             Method::Ncsn { sigma_max, sigma_min, levels } => {
@@ -190,6 +225,7 @@ impl LoadedRun {
             config,
             step,
             ema,
+            device: device.clone(),
         })
     }
 }

@@ -23,6 +23,7 @@ use crate::rng::derive_rng;
 use crate::run::LoadedRun;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
+use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rediffuse_core::DiffusionSchedule;
 use rediffuse_nn::DiffusionNet;
@@ -91,6 +92,8 @@ pub struct Trainer {
     schedule: DiffusionSchedule,
     objective: Objective,
     data: Tensor,
+    /// `[N]` u32 class labels of `data` (class-conditional models only).
+    labels: Option<Tensor>,
     params: Vec<(String, Var)>,
     net: Box<dyn DiffusionNet>,
     opt: AdamW,
@@ -155,12 +158,47 @@ fn check_data(config: &TrainConfig, data: Tensor) -> Result<Tensor> {
     Ok(data)
 }
 
+/// The labels of a class-conditional run: `[N]` integers in `0..num_classes` (as u32); none for
+/// an unconditional one.
+fn check_labels(config: &TrainConfig, data: &Tensor, labels: Option<Tensor>) -> Result<Option<Tensor>> {
+    match (config.model.num_classes(), labels) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(TrainError::Data("class labels given for an unconditional model".into())),
+        (Some(_), None) => {
+            Err(TrainError::Data("the model is class-conditional but the data set has no labels".into()))
+        }
+        (Some(k), Some(l)) => {
+            let n = data.dim(0)?;
+            if l.dims() != [n] {
+                return Err(TrainError::Data(format!("{n} examples but labels of shape {:?}", l.dims())));
+            }
+            let v: Vec<i64> = l.to_dtype(candle_core::DType::I64)?.to_vec1()?;
+            if let Some(bad) = v.iter().find(|&&y| y < 0 || y as usize >= k) {
+                return Err(TrainError::Data(format!("label {bad} out of range 0..{k}")));
+            }
+            Ok(Some(Tensor::from_vec(v.iter().map(|&y| y as u32).collect::<Vec<_>>(), n, data.device())?))
+        }
+    }
+}
+
 impl Trainer {
     /// Start a new run in `dir`, which must not exist or be an empty directory.
     /// Writes `config.toml` and an empty `metrics.jsonl`.
     pub fn create(dir: &Path, config: TrainConfig, data: Tensor) -> Result<Self> {
+        Self::create_with_labels(dir, config, data, None)
+    }
+
+    /// [`Trainer::create`] with the class labels of `data` (`[N]` integers in `0..num_classes`),
+    /// which a class-conditional model needs.
+    pub fn create_with_labels(
+        dir: &Path,
+        config: TrainConfig,
+        data: Tensor,
+        labels: Option<Tensor>,
+    ) -> Result<Self> {
         config.validate()?;
         let data = check_data(&config, data)?;
+        let labels = check_labels(&config, &data, labels)?;
         if dir.exists() {
             let empty =
                 dir.is_dir() && std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?.next().is_none();
@@ -183,6 +221,7 @@ impl Trainer {
             batcher: Batcher::new(n, config.seed),
             config,
             data,
+            labels,
             params,
             net,
             opt,
@@ -201,8 +240,14 @@ impl Trainer {
     /// Continue the run in `dir` from its latest checkpoint, on the same data (`[N, …]`, same N).
     /// Continuing reproduces the uninterrupted run exactly.
     pub fn resume(dir: &Path, data: Tensor) -> Result<Self> {
+        Self::resume_with_labels(dir, data, None)
+    }
+
+    /// [`Trainer::resume`] with the class labels of `data` (class-conditional runs).
+    pub fn resume_with_labels(dir: &Path, data: Tensor, labels: Option<Tensor>) -> Result<Self> {
         let config = TrainConfig::load(&dir.join(CONFIG_FILE))?;
         let data = check_data(&config, data)?;
+        let labels = check_labels(&config, &data, labels)?;
         let ckpt = find_checkpoint(dir)?;
         let state = read_state(&ckpt.join(STATE_FILE))?;
         let n = data.dim(0)?;
@@ -265,6 +310,7 @@ impl Trainer {
             batcher: Batcher::from_state(n, config.seed, state.batcher),
             config,
             data,
+            labels,
             params,
             net,
             opt,
@@ -344,7 +390,27 @@ impl Trainer {
         self.batcher.next_batch(b, &mut self.idx_buf);
         let idx = Tensor::from_slice(&self.idx_buf, b, &dev)?;
         let x0 = self.data.index_select(&idx, 0)?;
-        let loss = self.objective.batch_loss(self.net.as_ref(), &x0, &mut self.rng, self.sampler.as_mut())?;
+        // class-conditional: the batch's labels, each replaced by the null label with probability
+        // p_uncond (one uniform per sample from the run's generator, before the objective's draws)
+        let labels = match (&self.labels, self.config.model.num_classes()) {
+            (Some(all), Some(k)) => {
+                let mut y: Vec<u32> = all.index_select(&idx, 0)?.to_vec1()?;
+                for v in y.iter_mut() {
+                    if self.rng.random::<f64>() < self.config.p_uncond {
+                        *v = k as u32;
+                    }
+                }
+                Some(Tensor::from_vec(y, b, &dev)?)
+            }
+            _ => None,
+        };
+        let loss = self.objective.batch_loss_with_labels(
+            self.net.as_ref(),
+            &x0,
+            labels.as_ref(),
+            &mut self.rng,
+            self.sampler.as_mut(),
+        )?;
         let grads = loss.backward()?;
         let k = self.step + 1;
         let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);

@@ -43,6 +43,28 @@ pub fn load(spec: &str, n: Option<usize>, seed: u64, device: &Device) -> Result<
     load_split(spec, n, seed, Split::Train, device)
 }
 
+/// Like [`load`], with the class labels (`[N]` u32) of labelled image sets.
+pub fn load_with_labels(
+    spec: &str,
+    n: Option<usize>,
+    seed: u64,
+    device: &Device,
+) -> Result<(Tensor, Option<Tensor>)> {
+    match parse(spec)? {
+        Data::Plain(d) => Ok((d.load(n, seed, device)?, None)),
+        Data::Images(img) => {
+            let batch = img.load(n, seed, Split::Train).with_context(|| {
+                format!(
+                    "loading {} (for MNIST/Fashion-MNIST/CIFAR-10 run `rediffuse data fetch` first)",
+                    img.name()
+                )
+            })?;
+            let labels = batch.labels.map(|l| l.to_device(device)).transpose()?;
+            Ok((batch.images.to_device(device)?, labels))
+        }
+    }
+}
+
 /// Like [`load`], from the given split of an image set.
 pub fn load_split(spec: &str, n: Option<usize>, seed: u64, split: Split, device: &Device) -> Result<Tensor> {
     match parse(spec)? {

@@ -122,9 +122,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     if a.n == Some(0) {
         bail!("--n must be a positive integer");
     }
-    let uses_reference = metric != MetricKind::Is;
+    let uses_reference = !matches!(metric, MetricKind::Is | MetricKind::Accuracy);
     if !uses_reference && (a.data.is_some() || a.stats.is_some()) {
-        bail!("the Inception Score uses only the samples; drop --data/--stats");
+        bail!("--metric {} uses only the samples; drop --data/--stats", name(metric));
+    }
+    if (metric == MetricKind::Accuracy) != a.labels.is_some() {
+        bail!("--labels FILE goes with --metric accuracy (the intended class of every sample)");
     }
     if a.stats.is_some() && metric != MetricKind::Fid {
         bail!("--stats holds only feature moments, which only FID uses; give --data for {}", name(metric));
@@ -251,6 +254,41 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             println!("is: {:.4} ± {:.4}", res.mean, res.std);
             res.mean
         }
+        MetricKind::Accuracy => {
+            let path = a.labels.as_ref().context("--metric accuracy needs --labels")?;
+            let arr =
+                rediffuse_data::npy::read_npy(path).with_context(|| format!("reading {}", path.display()))?;
+            if arr.shape != [n_samples] {
+                bail!(
+                    "{} has shape {:?}, expected [{n_samples}] (one label per sample)",
+                    path.display(),
+                    arr.shape
+                );
+            }
+            let logits = extract_logits(extractor.as_ref(), &samples, a.batch_size)
+                .context("logits of the samples")?
+                .with_context(|| format!("features `{id}` have no class logits; accuracy needs classifier:DIR or inception weights with the fc layer"))?;
+            let k = logits.cols();
+            let mut hits = vec![0usize; k];
+            let mut counts = vec![0usize; k];
+            for (i, &y) in arr.data.iter().enumerate() {
+                if !(y >= 0.0 && y.fract() == 0.0 && (y as usize) < k) {
+                    bail!("label {y} of sample {i} in {} is not a class index 0..{k}", path.display());
+                }
+                let row = logits.row(i);
+                let pred = (0..k).max_by(|&p, &q| row[p].total_cmp(&row[q])).unwrap_or(0);
+                counts[y as usize] += 1;
+                hits[y as usize] += usize::from(pred == y as usize);
+            }
+            let acc = hits.iter().sum::<usize>() as f64 / n_samples as f64;
+            let per_class: Vec<Option<f64>> =
+                hits.iter().zip(&counts).map(|(&h, &c)| (c > 0).then(|| h as f64 / c as f64)).collect();
+            out["per_class"] = json!(per_class);
+            let shown: Vec<String> =
+                per_class.iter().map(|p| p.map_or("-".into(), |v| format!("{v:.2}"))).collect();
+            println!("accuracy: {acc:.4} (per class: {})", shown.join(" "));
+            acc
+        }
         MetricKind::Prd => {
             let r = reference.as_ref().context("precision/recall needs --data")?;
             let pr = precision_recall(
@@ -310,6 +348,7 @@ fn name(metric: MetricKind) -> &'static str {
         MetricKind::Fid => "fid",
         MetricKind::Kid => "kid",
         MetricKind::Is => "is",
+        MetricKind::Accuracy => "accuracy",
         MetricKind::Prd => "prd",
         MetricKind::Memorization => "memorization",
         MetricKind::Nll => "nll",
@@ -321,7 +360,12 @@ fn name(metric: MetricKind) -> &'static str {
 pub fn is_feature_metric(metric: MetricKind) -> bool {
     matches!(
         metric,
-        MetricKind::Fid | MetricKind::Kid | MetricKind::Is | MetricKind::Prd | MetricKind::Memorization
+        MetricKind::Fid
+            | MetricKind::Kid
+            | MetricKind::Is
+            | MetricKind::Accuracy
+            | MetricKind::Prd
+            | MetricKind::Memorization
     )
 }
 

@@ -34,6 +34,15 @@ pub struct Model {
     /// σ grid of the σ-space samplers (`None`: the model's default) and where it ends.
     pub sigma_schedule: Option<SigmaSchedule>,
     pub final_sigma: FinalSigma,
+    /// Classifier-free guidance of a class-conditional run: the label of every sample and w.
+    pub guidance: Option<Guidance>,
+}
+
+/// `--class` / `--guidance-scale`: sample k is drawn for class `labels[k]` with scale `scale`.
+#[derive(Debug, Clone)]
+pub struct Guidance {
+    pub labels: Vec<u32>,
+    pub scale: f64,
 }
 
 impl Model {
@@ -45,14 +54,25 @@ impl Model {
             clip_denoised: None,
             sigma_schedule: None,
             final_sigma: FinalSigma::Zero,
+            guidance: None,
         }
     }
 
     /// The sampler-facing view (discrete denoiser, σ-space model, SDE frame).
     pub fn sample_model(&self) -> Result<SampleModel<'_>> {
-        let model = match &self.source {
-            Source::Run(run) => run.sample_model()?,
-            Source::Analytic { denoiser, schedule } => {
+        self.sample_model_for(0, 0)
+    }
+
+    /// The sampler-facing view for the samples `start..start + count` (with guidance, their labels).
+    pub fn sample_model_for(&self, start: usize, count: usize) -> Result<SampleModel<'_>> {
+        let model = match (&self.source, &self.guidance) {
+            (Source::Run(run), Some(g)) => {
+                let labels = g.labels.get(start..start + count).context("guidance labels out of range")?;
+                run.guided_sample_model(labels, g.scale)?
+            }
+            (Source::Run(run), None) => run.sample_model()?,
+            (Source::Analytic { .. }, Some(_)) => bail!("analytic denoisers are not class-conditional"),
+            (Source::Analytic { denoiser, schedule }, None) => {
                 SampleModel::from_discrete(&**denoiser, (**schedule).clone())?
             }
         };
@@ -243,6 +263,43 @@ pub fn sigma_schedule_of(s: &SamplerArgs) -> Result<Option<SigmaSchedule>> {
     })
 }
 
+/// The labels and scale of `--class K|all` / `--guidance-scale W` for `n` samples: class K for
+/// every sample, or sample k of class k mod K (`all`, the default for class-conditional runs);
+/// w = 1 (the conditional model) by default. Unconditional models take neither.
+pub fn guidance_of(
+    model: &Model,
+    class: Option<&str>,
+    scale: Option<f64>,
+    n: usize,
+) -> Result<Option<Guidance>> {
+    let classes = match &model.source {
+        Source::Run(run) => run.config.model.num_classes(),
+        Source::Analytic { .. } => None,
+    };
+    let Some(k) = classes else {
+        if class.is_some() || scale.is_some() {
+            bail!("--class and --guidance-scale need a class-conditional run (train it with --class-cond)");
+        }
+        return Ok(None);
+    };
+    let scale = match scale {
+        Some(w) => finite("guidance-scale", w, false)?,
+        None => 1.0,
+    };
+    let labels = match class.unwrap_or("all") {
+        "all" => (0..n).map(|i| (i % k) as u32).collect(),
+        c => {
+            let y: usize =
+                c.parse().with_context(|| format!("--class takes a class index or `all`, got `{c}`"))?;
+            if y >= k {
+                bail!("--class {y} is out of range: the run has {k} classes (0..{k})");
+            }
+            vec![y as u32; n]
+        }
+    };
+    Ok(Some(Guidance { labels, scale }))
+}
+
 /// Generate `n` samples in batches; sample `k` uses noise stream `k` of `seed`.
 /// `on_batch_step` sees every step of the first batch (for the denoising strip).
 #[allow(clippy::too_many_arguments)]
@@ -257,16 +314,21 @@ pub fn generate(
     mut on_first_batch: Option<&mut dyn FnMut(&Progress)>,
 ) -> Result<(Tensor, usize)> {
     let device = Device::Cpu;
-    let sm = model.sample_model()?;
     let bar = progress::bar(n as u64, quiet, "sample");
     let mut out = Vec::new();
     let mut nfe = 0;
+    let shared = if model.guidance.is_none() { Some(model.sample_model()?) } else { None };
     for (start, count) in batches(n, batch_size) {
+        let per_batch = match &shared {
+            Some(_) => None,
+            None => Some(model.sample_model_for(start, count)?),
+        };
+        let sm = shared.as_ref().or(per_batch.as_ref()).context("no sample model")?;
         let mut noise = NoiseSource::new(seed, start as u64, count);
         let init_batch = init.map(|x| x.narrow(0, start, count)).transpose()?;
         let cb = on_first_batch.take();
         let (x0, stats) =
-            sample(spec, &sm, init_batch.as_ref(), &model.sample_shape, &device, &mut noise, cb)?;
+            sample(spec, sm, init_batch.as_ref(), &model.sample_shape, &device, &mut noise, cb)?;
         nfe = stats.nfe;
         out.push(x0);
         bar.inc(count as u64);
@@ -304,6 +366,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
     if let Some(png) = &a.png {
         prepare_output(png, a.force)?;
     }
+    if let Some(path) = &a.labels_out {
+        prepare_output(path, a.force)?;
+    }
     let mut model = match (&a.run, &a.analytic) {
         (Some(run), None) => from_run(run, !a.no_ema)?,
         (None, Some(spec)) => analytic(spec, &a)?,
@@ -313,6 +378,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     model.clip_denoised = clip_of(&a.sampler, image)?.map(f64::from);
     model.sigma_schedule = sigma_schedule_of(&a.sampler)?;
+    model.guidance = guidance_of(&model, a.class.as_deref(), a.guidance_scale, n)?;
     model.final_sigma = match a.sampler.final_sigma {
         FinalSigmaKind::Zero => FinalSigma::Zero,
         FinalSigmaKind::SigmaMin => FinalSigma::SigmaMin,
@@ -338,6 +404,11 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let (x0, nfe) = generate(&model, &spec, n, a.seed, a.batch_size.max(1), init.as_ref(), a.quiet, None)?;
     let dtype = if a.f64 { NpyDtype::F64 } else { NpyDtype::F32 };
     write_npy_tensor(&a.out, &x0, dtype).with_context(|| format!("writing {}", a.out.display()))?;
+    if let (Some(path), Some(g)) = (&a.labels_out, &model.guidance) {
+        let v: Vec<f32> = g.labels.iter().map(|&y| y as f32).collect();
+        rediffuse_data::npy::write_npy(path, &[v.len()], &v, NpyDtype::F32)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(png) = &a.png {
         picture(&x0, png, None)?;
     }

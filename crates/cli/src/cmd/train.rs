@@ -27,10 +27,22 @@ fn prediction_of(kind: PredictionKind) -> Prediction {
     }
 }
 
-/// Load the training data named by a config.
-pub fn load_training_data(config: &TrainConfig, device: &Device) -> Result<Tensor> {
-    crate::cmd::data::load(&config.data, config.n_train, config.seed, device)
-        .with_context(|| format!("loading training data `{}`", config.data))
+/// The training data and, for class-conditional models, their labels.
+pub fn load_training_set(config: &TrainConfig, device: &Device) -> Result<(Tensor, Option<Tensor>)> {
+    let (data, labels) =
+        crate::cmd::data::load_with_labels(&config.data, config.n_train, config.seed, device)
+            .with_context(|| format!("loading training data `{}`", config.data))?;
+    match (config.model.num_classes(), labels) {
+        (None, _) => Ok((data, None)),
+        (Some(_), None) => bail!("--class-cond needs a labelled data set; `{}` has no labels", config.data),
+        (Some(_), labels) => Ok((data, labels)),
+    }
+}
+
+/// The number of classes of a labelled data set (largest label + 1).
+fn count_classes(labels: &Tensor) -> Result<usize> {
+    let max = labels.to_dtype(candle_core::DType::I64)?.max(0)?.to_scalar::<i64>()?;
+    Ok(max as usize + 1)
 }
 
 /// The configuration of a new run: defaults ← `--config` file ← flags.
@@ -55,6 +67,16 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     };
     if let Some(d) = &a.data {
         cfg.data = d.clone();
+    }
+    if a.class_cond {
+        // the class count comes from the data's labels once they are loaded
+        cfg.model.set_num_classes(Some(0));
+    }
+    if let Some(p) = a.p_uncond {
+        if !a.class_cond && cfg.model.num_classes().is_none() {
+            bail!("--p-uncond applies to class-conditional training (--class-cond)");
+        }
+        cfg.p_uncond = p;
     }
     if a.hidden.is_some() || a.layers.is_some() {
         let ModelConfig::Mlp(m) = &mut cfg.model else {
@@ -194,14 +216,18 @@ fn train_in_with(
     // written, so a bad --eval-* setting leaves nothing behind
     let (mut trainer, mut evaluator) = match cfg {
         Some(mut cfg) => {
-            let data = load_training_data(&cfg, &device)?;
+            let (data, labels) = load_training_set(&cfg, &device)?;
+            if let (Some(0), Some(l)) = (cfg.model.num_classes(), &labels) {
+                // `--class-cond`: as many classes as the data set has
+                cfg.model.set_num_classes(Some(count_classes(l)?));
+            }
             if let (true, ModelConfig::Mlp(m)) = (infer_dim, &mut cfg.model) {
                 let shape = MlpConfig::for_shape(&data.dims()[1..]);
                 (m.data_dim, m.sample_shape) = (shape.data_dim, shape.sample_shape);
             }
             cfg.validate()?;
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
-            (Trainer::create(out, cfg, data)?, evaluator)
+            (Trainer::create_with_labels(out, cfg, data, labels)?, evaluator)
         }
         None => {
             let mut cfg = TrainConfig::load(&out.join("config.toml"))
@@ -210,8 +236,8 @@ fn train_in_with(
                 cfg.eval = crate::cmd::train_eval::configure(a, cfg.eval.take())?;
             }
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
-            let data = load_training_data(&cfg, &device)?;
-            let mut trainer = Trainer::resume(out, data)?;
+            let (data, labels) = load_training_set(&cfg, &device)?;
+            let mut trainer = Trainer::resume_with_labels(out, data, labels)?;
             if eval_args.is_some() {
                 trainer.set_eval(cfg.eval)?;
             }

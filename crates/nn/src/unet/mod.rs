@@ -325,31 +325,24 @@ impl Unet {
     }
 
     fn label_indices(&self, labels: Option<&Tensor>, b: usize, dev: &candle_core::Device) -> Result<Tensor> {
-        let n = self.cfg.num_classes.unwrap_or(0);
-        match labels {
-            None => Tensor::from_vec(vec![n as u32; b], b, dev),
-            Some(l) => {
-                if l.dims() != [b] {
-                    candle_core::bail!("labels must have shape [{b}], got {:?}", l.dims());
-                }
-                let l = match l.dtype() {
-                    DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
-                        candle_core::bail!("labels must be an integer tensor, got {:?}", l.dtype())
-                    }
-                    _ => l.to_dtype(DType::I64)?,
-                };
-                let v = l.to_vec1::<i64>()?;
-                if let Some(bad) = v.iter().find(|&&y| y < 0 || y as usize > n) {
-                    candle_core::bail!("label {bad} out of range 0..={n} ({n} = null label)");
-                }
-                Tensor::from_vec(v.iter().map(|&y| y as u32).collect::<Vec<_>>(), b, dev)
-            }
-        }
+        crate::net::label_indices(labels, self.cfg.num_classes.unwrap_or(0), b, dev)
     }
 }
 
 impl DiffusionNet for Unet {
     fn forward(&self, x_t: &Tensor, t: &Tensor, train: bool) -> Result<Tensor> {
-        self.forward_with_labels(x_t, t, None, train)
+        Unet::forward_with_labels(self, x_t, t, None, train)
+    }
+    fn forward_with_labels(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        Unet::forward_with_labels(self, x_t, t, labels, train)
+    }
+    fn num_classes(&self) -> Option<usize> {
+        self.cfg.num_classes
     }
 }
