@@ -27,6 +27,9 @@ pub enum Command {
     },
     /// Train on the embedded digits and sample a grid (the main job).
     Demo(DemoArgs),
+    /// Decode a spherical interpolation between two latents x_T with a deterministic sampler
+    /// (DDIM §5.3) into a strip of frames.
+    Interpolate(InterpolateArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -616,6 +619,41 @@ pub struct ExportArgs {
     pub force: bool,
     #[arg(long)]
     pub png: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InterpolateArgs {
+    /// Run folder written by `rediffuse train`.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Use the raw weights instead of their EMA.
+    #[arg(long)]
+    pub no_ema: bool,
+    #[command(flatten)]
+    pub sampler: SamplerArgs,
+    /// The two ends: the x_T of sample 0 of `rediffuse sample --seed A` and of `--seed B`.
+    #[arg(long, default_value_t = 0)]
+    pub seed_a: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed_b: u64,
+    /// Frames from one end to the other (both included).
+    #[arg(long, default_value_t = 8)]
+    pub frames: usize,
+    /// Class-conditional runs: the class of every frame (required for them) and the guidance scale.
+    #[arg(long)]
+    pub class: Option<String>,
+    #[arg(long, allow_negative_numbers = true)]
+    pub guidance_scale: Option<f64>,
+    /// The strip (PNG: one row of images, or a scatter of 2-D points).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also write the frames as .npy `[frames, …]`.
+    #[arg(long)]
+    pub npy: Option<PathBuf>,
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,7 @@ fn main() {
         args::Command::TrainClassifier(a) => cmd::classifier::run(a),
         args::Command::Data { command } => cmd::data::run(command),
         args::Command::Demo(a) => cmd::demo::run(a),
+        args::Command::Interpolate(a) => cmd::interpolate::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -10,6 +10,7 @@ pub mod ddim;
 pub mod ddpm;
 pub mod dispatch;
 pub mod error;
+pub mod interpolate;
 pub mod learned_variance;
 pub mod step;
 pub mod timesteps;
@@ -21,6 +22,7 @@ pub use dispatch::{
     NllReport, Progress, SampleModel, SamplerSpec,
 };
 pub use error::SampleError;
+pub use interpolate::slerp;
 pub use learned_variance::{
     learned_variance_sample, respace, space_timesteps, LearnedVarianceOptions, RespacedSchedule,
 };
