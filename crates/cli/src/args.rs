@@ -27,6 +27,8 @@ pub enum Command {
     },
     /// Train on the embedded digits and sample a grid (the main job).
     Demo(DemoArgs),
+    /// Inpaint images with RePaint (resampling jumps) using any trained run.
+    Inpaint(InpaintArgs),
     /// Decode a spherical interpolation between two latents x_T with a deterministic sampler
     /// (DDIM §5.3) into a strip of frames.
     Interpolate(InterpolateArgs),
@@ -619,6 +621,58 @@ pub struct ExportArgs {
     pub force: bool,
     #[arg(long)]
     pub png: Option<PathBuf>,
+    /// Also write the class labels of a labelled image set (`[N]`, f32 .npy).
+    #[arg(long)]
+    pub labels_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InpaintArgs {
+    /// Run folder written by `rediffuse train` (any method: RePaint runs on its discrete view).
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long)]
+    pub no_ema: bool,
+    /// The images to complete: .npy `[N, C, H, W]` (or one `[C, H, W]`) in [−1, 1], or a PNG/JPEG.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// What is known: half (top half known, bottom filled), left (left half known), box:X0,Y0,X1,Y1
+    /// (that pixel box, end exclusive, is filled), random:SEED (each pixel known with probability
+    /// ½), or a mask image (white = known).
+    #[arg(long)]
+    pub mask: String,
+    /// Inference steps (divides T), jump length j and resamplings r (RePaint's 250, 10, 10).
+    #[arg(long, default_value_t = 250)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 10)]
+    pub jump_length: usize,
+    #[arg(long, default_value_t = 10)]
+    pub resample: usize,
+    /// η of the reverse step (1: DDPM, 0: DDIM).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub eta: f64,
+    /// Completions per image.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Samples computed at once (does not change the samples).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Clip x̂₀ to [−c, c] (images default to 1); --no-clip turns it off.
+    #[arg(long)]
+    pub clip: Option<f32>,
+    #[arg(long, conflicts_with = "clip")]
+    pub no_clip: bool,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A grid: every image with its mask applied (grey = unknown), then its completions.
+    #[arg(long)]
+    pub png: Option<PathBuf>,
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

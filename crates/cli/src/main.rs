@@ -25,6 +25,7 @@ fn main() {
         args::Command::Data { command } => cmd::data::run(command),
         args::Command::Demo(a) => cmd::demo::run(a),
         args::Command::Interpolate(a) => cmd::interpolate::run(a),
+        args::Command::Inpaint(a) => cmd::inpaint::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

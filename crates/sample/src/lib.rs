@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod error;
 pub mod interpolate;
 pub mod learned_variance;
+pub mod repaint;
 pub mod step;
 pub mod timesteps;
 
@@ -26,5 +27,6 @@ pub use interpolate::slerp;
 pub use learned_variance::{
     learned_variance_sample, respace, space_timesteps, LearnedVarianceOptions, RespacedSchedule,
 };
+pub use repaint::{repaint_sample, repaint_timesteps, RePaintOptions};
 pub use step::StepInfo;
 pub use timesteps::{ddim_timesteps, TimestepSpacing};

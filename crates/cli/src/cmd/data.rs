@@ -171,8 +171,18 @@ fn export(a: ExportArgs) -> Result<()> {
     if let Some(png) = &a.png {
         prepare_output(png, a.force)?;
     }
-    let x = load(&a.name, n, a.seed, &Device::Cpu)?;
+    if let Some(l) = &a.labels_out {
+        prepare_output(l, a.force)?;
+    }
+    let (x, labels) = load_with_labels(&a.name, n, a.seed, &Device::Cpu)?;
+    if a.labels_out.is_some() && labels.is_none() {
+        bail!("{} has no class labels (--labels-out)", a.name);
+    }
     write_npy_tensor(&a.out, &x, NpyDtype::F32).with_context(|| format!("writing {}", a.out.display()))?;
+    if let (Some(path), Some(l)) = (&a.labels_out, labels) {
+        write_npy_tensor(path, &l.to_dtype(candle_core::DType::F32)?, NpyDtype::F32)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(png) = &a.png {
         crate::cmd::sample::picture(&x, png, None)?;
     }

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod eval;
 pub mod features;
 pub mod iddpm;
+pub mod inpaint;
 pub mod interpolate;
 pub mod nll;
 pub mod sample;
