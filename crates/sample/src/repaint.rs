@@ -37,7 +37,7 @@ impl Default for RePaintOptions {
 /// (inference step k ↦ k·(T/steps)).
 pub fn repaint_timesteps(t_train: usize, o: &RePaintOptions) -> Result<Vec<usize>> {
     let n = o.steps;
-    if n == 0 || n > t_train || t_train % n != 0 {
+    if n == 0 || n > t_train || !t_train.is_multiple_of(n) {
         return Err(SampleError::invalid(
             "steps",
             format!("must divide the {t_train} training timesteps (1..={t_train}), got {n}"),
