@@ -64,3 +64,31 @@ pub fn gauss(i: u64) -> f32 {
     let (a, b) = (u(2 * i).max(1e-12), u(2 * i + 1));
     ((-2.0 * a.ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()) as f32
 }
+
+/// In `dir`: the built-in digits classifier in `clf` and an EDM model around a 256-wide MLP on
+/// the digits in `run` (1,500 steps of 128, about 10 s), with `extra` training flags.
+pub fn digits_classifier_and_edm_mlp(dir: &Path, extra: &[&str]) {
+    ok(dir, &["train-classifier", "--data", "digits", "--out", "clf", "--quiet"]);
+    let mut args = vec![
+        "train",
+        "--data",
+        "digits",
+        "--model",
+        "mlp",
+        "--hidden",
+        "256",
+        "--method",
+        "edm",
+        "--steps",
+        "1500",
+        "--batch-size",
+        "128",
+        "--lr",
+        "2e-3",
+        "--out",
+        "run",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(dir, &args);
+}

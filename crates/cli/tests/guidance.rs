@@ -53,31 +53,7 @@ fn accuracy(d: &std::path::Path, w: &str) -> f64 {
 #[test]
 fn classifier_free_guidance_on_digits() {
     let d = tmp("guidance");
-    ok(&d, &["train-classifier", "--data", "digits", "--out", "clf", "--quiet"]);
-    ok(
-        &d,
-        &[
-            "train",
-            "--data",
-            "digits",
-            "--model",
-            "mlp",
-            "--hidden",
-            "256",
-            "--method",
-            "edm",
-            "--class-cond",
-            "--steps",
-            "1500",
-            "--batch-size",
-            "128",
-            "--lr",
-            "2e-3",
-            "--out",
-            "run",
-            "--quiet",
-        ],
-    );
+    digits_classifier_and_edm_mlp(&d, &["--class-cond"]);
     let cfg = std::fs::read_to_string(d.join("run/config.toml")).unwrap();
     assert!(cfg.contains("num_classes = 10") && cfg.contains("p_uncond = 0.1"), "{cfg}");
     let acc: Vec<(f64, f64)> =

@@ -9,30 +9,7 @@ use rediffuse_data::npy::read_npy;
 #[test]
 fn repaint_completes_digits() {
     let d = tmp("inpaint");
-    ok(&d, &["train-classifier", "--data", "digits", "--out", "clf", "--quiet"]);
-    ok(
-        &d,
-        &[
-            "train",
-            "--data",
-            "digits",
-            "--model",
-            "mlp",
-            "--hidden",
-            "256",
-            "--method",
-            "edm",
-            "--steps",
-            "1500",
-            "--batch-size",
-            "128",
-            "--lr",
-            "2e-3",
-            "--out",
-            "run",
-            "--quiet",
-        ],
-    );
+    digits_classifier_and_edm_mlp(&d, &[]);
     ok(
         &d,
         &["data", "export", "digits", "--n", "200", "--seed", "9", "--out", "x.npy", "--labels-out", "y.npy"],
