@@ -400,6 +400,12 @@ pub struct SampleArgs {
     /// Write the class labels of the samples (`[N]`, f32) to this .npy file.
     #[arg(long)]
     pub labels_out: Option<PathBuf>,
+    /// Classifier guidance (Dhariwal & Nichol): a noise-conditioned classifier folder
+    /// (`train-classifier --noisy RUN`) and its scale γ (D + γσ²∇log p(y | x, σ); default 1).
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    #[arg(long, allow_negative_numbers = true, requires = "classifier")]
+    pub classifier_scale: Option<f64>,
     /// Start from this x_T (.npy, N×…) instead of fresh noise.
     #[arg(long)]
     pub init_noise: Option<PathBuf>,
@@ -574,6 +580,10 @@ pub struct TrainClassifierArgs {
     pub optim: OptimArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Train a noise-conditioned classifier p(y | x_σ, σ) for classifier guidance of RUN, on
+    /// noise levels log-uniform over RUN's σ range.
+    #[arg(long, value_name = "RUN")]
+    pub noisy: Option<PathBuf>,
     #[arg(long, short)]
     pub quiet: bool,
 }

@@ -42,7 +42,7 @@ fn default_groups() -> usize {
 }
 
 /// Hyper-parameters of [`Classifier`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierConfig {
     /// Image channels (1 for grey images).
     pub in_channels: usize,
@@ -60,6 +60,12 @@ pub struct ClassifierConfig {
     /// GroupNorm groups; must divide every entry of `channels` (default 8).
     #[serde(default = "default_groups")]
     pub groups: usize,
+    /// A noise-conditioned classifier p(y | x_σ, σ) for classifier guidance (Dhariwal & Nichol
+    /// 2021), trained on x_σ = x₀ + σ·n with ln σ uniform over this range [σ_min, σ_max]: it sees
+    /// x_σ/√(1 + σ²) and an extra input channel holding ¼ ln σ ([`Classifier::forward_at`]).
+    /// `None` (omitted): a classifier of clean images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_range: Option<[f64; 2]>,
 }
 
 impl ClassifierConfig {
@@ -72,6 +78,7 @@ impl ClassifierConfig {
             feature_dim: default_feature_dim(),
             num_classes,
             groups: default_groups(),
+            noise_range: None,
         }
     }
 
@@ -90,6 +97,14 @@ impl ClassifierConfig {
         positive("groups", self.groups)?;
         if self.num_classes < 2 {
             return Err(NnError::invalid("num_classes", format!("must be >= 2, got {}", self.num_classes)));
+        }
+        if let Some([lo, hi]) = self.noise_range {
+            if !(lo.is_finite() && hi.is_finite() && lo > 0.0 && hi > lo) {
+                return Err(NnError::invalid(
+                    "noise_range",
+                    format!("need 0 < σ_min < σ_max, got [{lo}, {hi}]"),
+                ));
+            }
         }
         if self.channels.is_empty() {
             return Err(NnError::invalid("channels", "needs at least one stage"));
@@ -120,7 +135,8 @@ impl ClassifierConfig {
 
     /// `(cin, cout, stride)` of every convolution, stem first.
     fn conv_plan(&self) -> Vec<(usize, usize, usize)> {
-        let mut plan = vec![(self.in_channels, self.channels[0], 1)];
+        let cin = self.in_channels + usize::from(self.noise_range.is_some());
+        let mut plan = vec![(cin, self.channels[0], 1)];
         let mut prev = self.channels[0];
         for &c in &self.channels {
             plan.push((prev, c, 2));
@@ -279,8 +295,38 @@ impl Classifier {
 
     /// Features and logits of images `[B, C, H, W]` (values in [−1, 1]).
     pub fn forward(&self, x: &Tensor) -> Result<ClassifierOutput, NnError> {
+        if self.config.noise_range.is_some() {
+            return Err(NnError::invalid(
+                "classifier",
+                "a noise-conditioned classifier needs the noise level (forward_at); it is no feature network",
+            ));
+        }
         self.config.check_input(x.dims())?;
-        let mut h = x.to_dtype(DType::F32)?;
+        self.body(x.to_dtype(DType::F32)?)
+    }
+
+    /// Features and logits of noisy images x_σ `[B, C, H, W]` at per-sample noise levels `sigma`
+    /// (a noise-conditioned classifier): the network sees x_σ/√(1 + σ²) and a channel of ¼ ln σ.
+    /// Differentiable in `x` (classifier guidance takes ∇ₓ log p(y | x, σ)).
+    pub fn forward_at(&self, x: &Tensor, sigma: &[f64]) -> Result<ClassifierOutput, NnError> {
+        if self.config.noise_range.is_none() {
+            return Err(NnError::invalid("classifier", "not noise-conditioned: use forward"));
+        }
+        self.config.check_input(x.dims())?;
+        let (b, _, h, w) = x.dims4()?;
+        if sigma.len() != b || sigma.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(NnError::invalid("sigma", format!("need {b} finite noise levels > 0")));
+        }
+        let dev = x.device();
+        let scale: Vec<f32> = sigma.iter().map(|s| (1.0 / (1.0 + s * s).sqrt()) as f32).collect();
+        let level: Vec<f32> = sigma.iter().map(|s| (0.25 * s.ln()) as f32).collect();
+        let x = x.to_dtype(DType::F32)?.broadcast_mul(&Tensor::from_vec(scale, (b, 1, 1, 1), dev)?)?;
+        let chan = Tensor::from_vec(level, (b, 1, 1, 1), dev)?.broadcast_as((b, 1, h, w))?.contiguous()?;
+        self.body(Tensor::cat(&[&x, &chan], 1)?)
+    }
+
+    fn body(&self, x: Tensor) -> Result<ClassifierOutput, NnError> {
+        let mut h = x;
         for c in &self.convs {
             h = conv2d(&h, &c.weight, Some(&c.bias), c.stride, 1)?;
             h = group_norm(&h, &c.gamma, &c.beta, self.groups, GN_EPS, true)?;

@@ -17,6 +17,8 @@ use crate::rng::derive_rng;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_distr::StandardNormal;
 use rediffuse_nn::classifier::{
     Classifier, ClassifierConfig, CLASSIFIER_CONFIG_FILE, CLASSIFIER_WEIGHTS_FILE,
 };
@@ -248,11 +250,26 @@ pub fn train_classifier(
     let mut batcher = Batcher::new(data.len(), train.seed);
     let mut idx = Vec::with_capacity(train.batch_size);
     let mut recent = std::collections::VecDeque::with_capacity(100);
+    // noise-conditioned classifiers: ln σ uniform over the range, x_σ = x₀ + σ·n
+    let mut noise_rng = crate::rng::derive_rng(train.seed, "classifier-noise");
     for k in 1..=train.steps {
         batcher.next_batch(train.batch_size, &mut idx);
         let x = images.index_select(&Tensor::from_slice(&idx, idx.len(), device)?, 0)?;
         let y: Vec<u32> = idx.iter().map(|&i| data.labels()[i as usize]).collect();
-        let loss = cross_entropy(&model.forward(&x)?.logits, &y)?;
+        let logits = match model_config.noise_range {
+            None => model.forward(&x)?.logits,
+            Some([lo, hi]) => {
+                let sig: Vec<f64> = (0..idx.len())
+                    .map(|_| (lo.ln() + (hi / lo).ln() * noise_rng.random::<f64>()).exp())
+                    .collect();
+                let n: Vec<f32> = (0..x.elem_count()).map(|_| noise_rng.sample(StandardNormal)).collect();
+                let per = x.elem_count() / idx.len();
+                let scaled: Vec<f32> = n.iter().enumerate().map(|(i, v)| v * sig[i / per] as f32).collect();
+                let x_sigma = x.add(&Tensor::from_vec(scaled, x.shape(), device)?)?;
+                model.forward_at(&x_sigma, &sig)?.logits
+            }
+        };
+        let loss = cross_entropy(&logits, &y)?;
         let value = loss.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
             return Err(TrainError::NonFiniteLoss { step: k as u64, loss: value });
@@ -267,6 +284,32 @@ pub fn train_classifier(
     }
     let final_loss = recent.iter().sum::<f64>() / recent.len().max(1) as f64;
     Ok(TrainedClassifier { model, varmap, final_loss })
+}
+
+/// Accuracy of a noise-conditioned classifier on `data` noised to level `sigma` (noise seeded
+/// with `seed`).
+pub fn accuracy_at(
+    model: &Classifier,
+    data: &LabeledImages,
+    sigma: f64,
+    seed: u64,
+    batch_size: usize,
+) -> Result<f64> {
+    if batch_size == 0 {
+        return Err(TrainError::invalid("batch_size", "must be >= 1"));
+    }
+    let mut rng = crate::rng::derive_rng(seed, "classifier-eval-noise");
+    let mut correct = 0usize;
+    for start in (0..data.len()).step_by(batch_size) {
+        let len = batch_size.min(data.len() - start);
+        let x = data.images().narrow(0, start, len)?;
+        let n: Vec<f32> =
+            (0..x.elem_count()).map(|_| rng.sample::<f32, _>(StandardNormal) * sigma as f32).collect();
+        let x = x.add(&Tensor::from_vec(n, x.shape(), x.device())?)?;
+        let pred = model.forward_at(&x, &vec![sigma; len])?.logits.argmax(1)?.to_vec1::<u32>()?;
+        correct += pred.iter().zip(&data.labels()[start..start + len]).filter(|(p, y)| p == y).count();
+    }
+    Ok(correct as f64 / data.len() as f64)
 }
 
 /// Fraction of `data` whose arg-max logit equals the label (evaluated in batches).
@@ -341,6 +384,19 @@ pub fn save_classifier(
     let json = serde_json::to_string_pretty(metrics)
         .map_err(|e| TrainError::invalid("metrics.json", e.to_string()))?;
     write_atomic(&dir.join(CLASSIFIER_METRICS_FILE), json.as_bytes())
+}
+
+/// Load the network of a classifier folder (`classifier.toml` + `classifier.safetensors`).
+pub fn load_classifier(dir: &Path, device: &Device) -> Result<Classifier> {
+    let file = read_classifier_file(dir)?;
+    let weights = dir.join(CLASSIFIER_WEIGHTS_FILE);
+    if !weights.is_file() {
+        return Err(TrainError::MissingFile(weights));
+    }
+    let tensors = candle_core::safetensors::load(&weights, &Device::Cpu)
+        .map_err(|e| TrainError::corrupt(&weights, e.to_string()))?;
+    Classifier::from_tensors(&file.model, tensors, device)
+        .map_err(|e| TrainError::corrupt(&weights, e.to_string()))
 }
 
 /// Read `classifier.toml` of a classifier folder.

@@ -6,6 +6,7 @@
 pub mod batcher;
 pub mod checkpoint;
 pub mod classifier;
+pub mod classifier_guidance;
 pub mod config;
 pub mod ema;
 pub mod error;

@@ -154,6 +154,46 @@ impl LoadedRun {
         self.sample_model_of(guided)
     }
 
+    /// [`LoadedRun::sample_model`] with classifier guidance towards `labels` (one per sample of the
+    /// batch it will sample) by a noise-conditioned `classifier` of scale γ = `scale`
+    /// ([`crate::classifier_guidance::ClassifierGuided`]; every sampler sees the guided D).
+    pub fn classifier_guided_sample_model<'a>(
+        &'a self,
+        classifier: &'a rediffuse_nn::classifier::Classifier,
+        labels: &[u32],
+        scale: f64,
+    ) -> Result<SampleModel<'a>> {
+        if classifier.config().noise_range.is_none() {
+            return Err(TrainError::invalid(
+                "classifier",
+                "classifier guidance needs a noise-conditioned classifier (train-classifier --noisy)",
+            ));
+        }
+        if !(scale.is_finite() && scale >= 0.0) {
+            return Err(TrainError::invalid(
+                "classifier_scale",
+                format!("must be a finite number >= 0, got {scale}"),
+            ));
+        }
+        let k = classifier.config().num_classes;
+        if let Some(bad) = labels.iter().find(|&&y| y as usize >= k) {
+            return Err(TrainError::invalid("class", format!("{bad} is out of range 0..{k}")));
+        }
+        let guided = crate::classifier_guidance::ClassifierGuided {
+            model: std::rc::Rc::from(self.sigma_model()?),
+            classifier,
+            labels: labels.to_vec(),
+            scale,
+        };
+        let m = SampleModel::from_sigma_with_schedule(guided, self.frame()?, self.schedule.clone())?;
+        Ok(match &self.config.method {
+            Method::Ncsn { sigma_max, sigma_min, levels } => {
+                m.with_levels(geometric_sigmas(*sigma_max, *sigma_min, *levels)?)?
+            }
+            _ => m,
+        })
+    }
+
     /// The device of the network's weights (where label tensors go).
     fn denoiser_device(&self) -> &Device {
         &self.device

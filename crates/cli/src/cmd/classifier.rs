@@ -9,8 +9,8 @@ use candle_core::Device;
 use rediffuse_data::images::{gather, ImageDataset, ImageSpec, Split};
 use rediffuse_nn::classifier::ClassifierConfig;
 use rediffuse_train::classifier::{
-    accuracy, holdout_split, prepare_classifier_dir, save_classifier, train_classifier, ClassifierFile,
-    ClassifierMetrics, ClassifierTrainConfig, LabeledImages, CLASSIFIER_FORMAT,
+    accuracy, accuracy_at, holdout_split, prepare_classifier_dir, save_classifier, train_classifier,
+    ClassifierFile, ClassifierMetrics, ClassifierTrainConfig, LabeledImages, CLASSIFIER_FORMAT,
 };
 use std::time::Instant;
 
@@ -83,7 +83,21 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
     if h != w {
         bail!("the classifier takes square images, {} has {h}×{w}", a.data);
     }
-    let model = ClassifierConfig::new(c, h, train.num_classes());
+    let mut model = ClassifierConfig::new(c, h, train.num_classes());
+    if let Some(run) = &a.noisy {
+        let loaded = rediffuse_train::load_run(run, true, &Device::Cpu)
+            .with_context(|| format!("loading run {} (--noisy)", run.display()))?;
+        if loaded.config.model.sample_shape() != [c, h, w] {
+            bail!(
+                "--noisy {}: the run's samples have shape {:?}, the data {:?}",
+                run.display(),
+                loaded.config.model.sample_shape(),
+                [c, h, w]
+            );
+        }
+        let f = loaded.frame()?;
+        model.noise_range = Some([f.sigma_min, f.sigma_max]);
+    }
     if !a.quiet {
         eprintln!(
             "training classifier on {} ({} train, {} test images, {} parameters, {} steps)",
@@ -104,9 +118,24 @@ pub fn run(a: TrainClassifierArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let train_seconds = started.elapsed().as_secs_f64();
+    let (test_accuracy, train_accuracy) = match model.noise_range {
+        None => (accuracy(&trained.model, &test, 500)?, accuracy(&trained.model, &train, 500)?),
+        Some([lo, hi]) => {
+            // noise-conditioned: accuracy at a few noise levels of the range (reported at σ = lo + …)
+            let levels: Vec<f64> = [0.1, 0.5, 1.0, 2.0].into_iter().filter(|&s| s >= lo && s <= hi).collect();
+            for &s in &levels {
+                let acc = accuracy_at(&trained.model, &test, s, a.seed, 500)?;
+                eprintln!("test accuracy at σ = {s}: {acc:.4}");
+            }
+            (
+                accuracy_at(&trained.model, &test, lo, a.seed, 500)?,
+                accuracy_at(&trained.model, &train, lo, a.seed, 500)?,
+            )
+        }
+    };
     let metrics = ClassifierMetrics {
-        test_accuracy: accuracy(&trained.model, &test, 500)?,
-        train_accuracy: accuracy(&trained.model, &train, 500)?,
+        test_accuracy,
+        train_accuracy,
         n_train: train.len(),
         n_test: test.len(),
         test_source,

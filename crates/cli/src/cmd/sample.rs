@@ -38,11 +38,13 @@ pub struct Model {
     pub guidance: Option<Guidance>,
 }
 
-/// `--class` / `--guidance-scale`: sample k is drawn for class `labels[k]` with scale `scale`.
-#[derive(Debug, Clone)]
+/// `--class` / `--guidance-scale` (classifier-free) or `--classifier` / `--classifier-scale`:
+/// sample k is drawn for class `labels[k]` with scale `scale`.
 pub struct Guidance {
     pub labels: Vec<u32>,
     pub scale: f64,
+    /// The noise-conditioned classifier of classifier guidance (`None`: classifier-free).
+    pub classifier: Option<Box<rediffuse_nn::classifier::Classifier>>,
 }
 
 impl Model {
@@ -68,7 +70,10 @@ impl Model {
         let model = match (&self.source, &self.guidance) {
             (Source::Run(run), Some(g)) => {
                 let labels = g.labels.get(start..start + count).context("guidance labels out of range")?;
-                run.guided_sample_model(labels, g.scale)?
+                match &g.classifier {
+                    Some(c) => run.classifier_guided_sample_model(c, labels, g.scale)?,
+                    None => run.guided_sample_model(labels, g.scale)?,
+                }
             }
             (Source::Run(run), None) => run.sample_model()?,
             (Source::Analytic { .. }, Some(_)) => bail!("analytic denoisers are not class-conditional"),
@@ -297,7 +302,53 @@ pub fn guidance_of(
             vec![y as u32; n]
         }
     };
-    Ok(Some(Guidance { labels, scale }))
+    Ok(Some(Guidance { labels, scale, classifier: None }))
+}
+
+/// The labels `--class K|all` (default all) of `n` samples over `k` classes.
+fn class_labels(class: Option<&str>, k: usize, n: usize) -> Result<Vec<u32>> {
+    Ok(match class.unwrap_or("all") {
+        "all" => (0..n).map(|i| (i % k) as u32).collect(),
+        c => {
+            let y: usize =
+                c.parse().with_context(|| format!("--class takes a class index or `all`, got `{c}`"))?;
+            if y >= k {
+                bail!("--class {y} is out of range: there are {k} classes (0..{k})");
+            }
+            vec![y as u32; n]
+        }
+    })
+}
+
+/// `--classifier DIR --classifier-scale γ --class K|all`: classifier guidance of any run by a
+/// noise-conditioned classifier (γ = 1 by default).
+pub fn classifier_guidance_of(
+    model: &Model,
+    dir: &Path,
+    class: Option<&str>,
+    scale: Option<f64>,
+    n: usize,
+) -> Result<Guidance> {
+    if matches!(model.source, Source::Analytic { .. }) {
+        bail!("--classifier guides a trained run (--run)");
+    }
+    let clf = rediffuse_train::classifier::load_classifier(dir, &Device::Cpu)
+        .with_context(|| format!("loading classifier {}", dir.display()))?;
+    let cfg = clf.config();
+    if cfg.noise_range.is_none() {
+        bail!(
+            "{} is a classifier of clean images; guidance needs one trained with --noisy RUN",
+            dir.display()
+        );
+    }
+    if cfg.input_shape().to_vec() != model.sample_shape {
+        bail!("the classifier takes {:?}, the run's samples are {:?}", cfg.input_shape(), model.sample_shape);
+    }
+    let scale = match scale {
+        Some(w) => finite("classifier-scale", w, false)?,
+        None => 1.0,
+    };
+    Ok(Guidance { labels: class_labels(class, cfg.num_classes, n)?, scale, classifier: Some(Box::new(clf)) })
 }
 
 /// Generate `n` samples in batches; sample `k` uses noise stream `k` of `seed`.
@@ -378,7 +429,17 @@ pub fn run(a: SampleArgs) -> Result<()> {
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     model.clip_denoised = clip_of(&a.sampler, image)?.map(f64::from);
     model.sigma_schedule = sigma_schedule_of(&a.sampler)?;
-    model.guidance = guidance_of(&model, a.class.as_deref(), a.guidance_scale, n)?;
+    model.guidance = match &a.classifier {
+        Some(dir) => {
+            if a.guidance_scale.is_some() {
+                bail!(
+                    "give --guidance-scale (classifier-free) or --classifier (classifier guidance), not both"
+                );
+            }
+            Some(classifier_guidance_of(&model, dir, a.class.as_deref(), a.classifier_scale, n)?)
+        }
+        None => guidance_of(&model, a.class.as_deref(), a.guidance_scale, n)?,
+    };
     model.final_sigma = match a.sampler.final_sigma {
         FinalSigmaKind::Zero => FinalSigma::Zero,
         FinalSigmaKind::SigmaMin => FinalSigma::SigmaMin,
