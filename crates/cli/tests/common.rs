@@ -92,3 +92,50 @@ pub fn digits_classifier_and_edm_mlp(dir: &Path, extra: &[&str]) {
     args.extend_from_slice(extra);
     ok(dir, &args);
 }
+
+/// `eval --metric accuracy` of `samples` against `labels` with the classifier in `dir/clf`.
+pub fn class_accuracy(dir: &Path, samples: &str, labels: &str, json: &str) -> f64 {
+    ok(
+        dir,
+        &[
+            "eval",
+            "--metric",
+            "accuracy",
+            "--features",
+            "classifier:clf",
+            "--samples",
+            samples,
+            "--labels",
+            labels,
+            "--json",
+            json,
+        ],
+    );
+    json_value(&dir.join(json))
+}
+
+/// Sample `n` images of the run in `dir/run` with EDM Heun (12 steps) and the class/guidance flags
+/// `flags`, and return the classifier's accuracy on them (files tagged `tag`).
+pub fn guided_accuracy(dir: &Path, n: usize, flags: &[&str], tag: &str) -> f64 {
+    let (x, y, j) = (format!("x{tag}.npy"), format!("y{tag}.npy"), format!("a{tag}.json"));
+    let n = n.to_string();
+    let mut args = vec![
+        "sample",
+        "--run",
+        "run",
+        "--sampler",
+        "edm-heun",
+        "--steps",
+        "12",
+        "--n",
+        &n,
+        "--labels-out",
+        &y,
+        "--out",
+        &x,
+        "--quiet",
+    ];
+    args.extend_from_slice(flags);
+    ok(dir, &args);
+    class_accuracy(dir, &x, &y, &j)
+}

@@ -7,47 +7,7 @@ mod common;
 use common::*;
 
 fn accuracy(d: &std::path::Path, w: &str) -> f64 {
-    let (x, y, j) = (format!("x{w}.npy"), format!("y{w}.npy"), format!("a{w}.json"));
-    ok(
-        d,
-        &[
-            "sample",
-            "--run",
-            "run",
-            "--sampler",
-            "edm-heun",
-            "--steps",
-            "12",
-            "--n",
-            "400",
-            "--class",
-            "all",
-            "--guidance-scale",
-            w,
-            "--labels-out",
-            &y,
-            "--out",
-            &x,
-            "--quiet",
-        ],
-    );
-    ok(
-        d,
-        &[
-            "eval",
-            "--metric",
-            "accuracy",
-            "--features",
-            "classifier:clf",
-            "--samples",
-            &x,
-            "--labels",
-            &y,
-            "--json",
-            &j,
-        ],
-    );
-    json_value(&d.join(j))
+    guided_accuracy(d, 400, &["--class", "all", "--guidance-scale", w], &format!("w{w}"))
 }
 
 #[test]
@@ -67,46 +27,7 @@ fn classifier_free_guidance_on_digits() {
     assert!(a(2.0) >= a(1.0) && a(4.0) >= a(1.0), "{acc:?}");
 
     // one class only
-    ok(
-        &d,
-        &[
-            "sample",
-            "--run",
-            "run",
-            "--sampler",
-            "edm-heun",
-            "--steps",
-            "12",
-            "--n",
-            "50",
-            "--class",
-            "7",
-            "--guidance-scale",
-            "2",
-            "--labels-out",
-            "y7.npy",
-            "--out",
-            "x7.npy",
-            "--quiet",
-        ],
-    );
-    ok(
-        d.as_path(),
-        &[
-            "eval",
-            "--metric",
-            "accuracy",
-            "--features",
-            "classifier:clf",
-            "--samples",
-            "x7.npy",
-            "--labels",
-            "y7.npy",
-            "--json",
-            "a7.json",
-        ],
-    );
-    assert!(json_value(&d.join("a7.json")) > 0.5);
+    assert!(guided_accuracy(&d, 50, &["--class", "7", "--guidance-scale", "2"], "7") > 0.5);
 
     // bad requests
     let s = ["sample", "--run", "run", "--n", "4", "--out", "bad.npy"];
@@ -189,49 +110,12 @@ fn classifier_guidance_on_digits() {
     let toml = std::fs::read_to_string(d.join("nclf/classifier.toml")).unwrap();
     assert!(toml.contains("noise_range"), "{toml}");
     let acc = |g: &str| {
-        let (x, y, j) = (format!("c{g}.npy"), format!("cy{g}.npy"), format!("c{g}.json"));
-        ok(
+        guided_accuracy(
             &d,
-            &[
-                "sample",
-                "--run",
-                "run",
-                "--sampler",
-                "edm-heun",
-                "--steps",
-                "12",
-                "--n",
-                "300",
-                "--classifier",
-                "nclf",
-                "--classifier-scale",
-                g,
-                "--class",
-                "all",
-                "--labels-out",
-                &y,
-                "--out",
-                &x,
-                "--quiet",
-            ],
-        );
-        ok(
-            &d,
-            &[
-                "eval",
-                "--metric",
-                "accuracy",
-                "--features",
-                "classifier:clf",
-                "--samples",
-                &x,
-                "--labels",
-                &y,
-                "--json",
-                &j,
-            ],
-        );
-        json_value(&d.join(j))
+            300,
+            &["--class", "all", "--classifier", "nclf", "--classifier-scale", g],
+            &format!("g{g}"),
+        )
     };
     let (a0, a4) = (acc("0"), acc("4"));
     println!("digits, classifier guidance: accuracy γ = 0 {a0:.3}, γ = 4 {a4:.3}");

@@ -44,25 +44,7 @@ fn repaint_completes_digits() {
             assert_eq!(f.data[i * 64 + p], x.data[i * 64 + p], "known pixel {p} of image {i} changed");
         }
     }
-    let acc = |samples: &str, json: &str| {
-        ok(
-            &d,
-            &[
-                "eval",
-                "--metric",
-                "accuracy",
-                "--features",
-                "classifier:clf",
-                "--samples",
-                samples,
-                "--labels",
-                "y.npy",
-                "--json",
-                json,
-            ],
-        );
-        json_value(&d.join(json))
-    };
+    let acc = |samples: &str, json: &str| class_accuracy(&d, samples, "y.npy", json);
     // baseline: the known half with the bottom half replaced by noise
     let noisy: Vec<f32> = (0..200 * 64)
         .map(|i| if i % 64 < 32 { x.data[i] } else { gauss(i as u64).clamp(-1.0, 1.0) })
