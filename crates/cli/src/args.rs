@@ -311,6 +311,10 @@ pub struct SamplerArgs {
     /// False) instead of re-deriving it from the clipped x̂₀ as the σ-space samplers do.
     #[arg(long)]
     pub keep_model_eps: bool,
+    /// DDIM: step to τ − T/K rather than to the next timestep, as diffusers' DDIMScheduler does
+    /// (identical for leading/trailing spacing; reproduces diffusers' linspace DDIM).
+    #[arg(long)]
+    pub ddim_stride_prev: bool,
     /// Order of DPM-Solver and of UniPC's predictor (1–3).
     #[arg(long, default_value_t = 2)]
     pub order: usize,

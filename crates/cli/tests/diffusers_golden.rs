@@ -75,21 +75,26 @@ fn cli_samplers_match_diffusers() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// The comparison can fail: the old λ-uniform grid (`--sigmas logsnr`) is far from diffusers'
-/// DPMSolverMultistepScheduler at 10 steps.
+/// The comparison can fail: the λ-uniform grid (`--sigmas logsnr`) is far from diffusers'
+/// DPMSolverMultistepScheduler at 10 steps, and rediffuse's DDIM with linspace spacing (which
+/// steps to the next timestep it evaluates at) from diffusers' DDIMScheduler (which steps to
+/// τ − T/K, reproduced only with `--ddim-stride-prev`).
 #[test]
-fn logsnr_grid_differs_from_diffusers() {
+fn known_differences_from_diffusers() {
     let g = golden();
     let d = tmp("diffusers-golden-neg");
     std::fs::write(d.join("gmm.json"), serde_json::to_string(&g["gmm"]).unwrap()).unwrap();
     let z = rows(&g["z"]);
     let flat: Vec<f32> = z.iter().flatten().map(|&v| v as f32).collect();
     write_npy(d.join("z.npy"), &[z.len(), z[0].len()], &flat, NpyDtype::F32).unwrap();
-    let case = g["cases"].as_array().unwrap().iter().find(|c| c["name"] == "dpmpp-2m-10").unwrap();
     let n = z.len().to_string();
-    ok(
-        &d,
-        &[
+    for (name, flags) in [
+        ("dpmpp-2m-10", &["--sampler", "dpmpp-2m", "--sigmas", "logsnr"][..]),
+        ("ddim-linspace-10", &["--sampler", "ddim", "--eta", "0", "--timestep-spacing", "linspace"][..]),
+    ] {
+        let case = g["cases"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap();
+        let out = format!("{name}.npy");
+        let mut args = vec![
             "sample",
             "--analytic",
             "gmm:gmm.json",
@@ -98,24 +103,22 @@ fn logsnr_grid_differs_from_diffusers() {
             "--n",
             &n,
             "--out",
-            "x.npy",
-            "--sampler",
-            "dpmpp-2m",
+            &out,
             "--steps",
             "10",
-            "--sigmas",
-            "logsnr",
             "--quiet",
-        ],
-    );
-    let ours = read_npy(d.join("x.npy")).unwrap();
-    let worst = rows(&case["final"])
-        .iter()
-        .flatten()
-        .zip(&ours.data)
-        .map(|(a, b)| (a - *b as f64).abs())
-        .fold(0.0, f64::max);
-    println!("dpmpp-2m --sigmas logsnr vs diffusers: max |Δ| = {worst:.3}");
-    assert!(worst > 1e-2, "{worst}");
+        ];
+        args.extend_from_slice(flags);
+        ok(&d, &args);
+        let ours = read_npy(d.join(&out)).unwrap();
+        let worst = rows(&case["final"])
+            .iter()
+            .flatten()
+            .zip(&ours.data)
+            .map(|(a, b)| (a - *b as f64).abs())
+            .fold(0.0, f64::max);
+        println!("{name} with {} vs diffusers: max |Δ| = {worst:.3}", flags.join(" "));
+        assert!(worst > 1e-2, "{name}: {worst}");
+    }
     std::fs::remove_dir_all(&d).unwrap();
 }

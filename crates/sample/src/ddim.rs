@@ -22,6 +22,12 @@ pub struct DdimOptions {
     /// D; `false` (the default, diffusers' default) keeps the model's ε̂.
     #[serde(default)]
     pub clipped_model_output: bool,
+    /// Take ᾱ_prev at τ − T/K instead of at the next timestep of the sub-sequence, as diffusers'
+    /// `DDIMScheduler.step` does whatever the spacing (the same for leading and trailing; with
+    /// linspace its steps then land between the timesteps the model is next evaluated at). For
+    /// reproducing diffusers only; default false.
+    #[serde(default)]
+    pub stride_prev: bool,
 }
 
 impl Default for DdimOptions {
@@ -32,6 +38,7 @@ impl Default for DdimOptions {
             spacing: TimestepSpacing::Leading,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }
     }
 }
@@ -66,7 +73,12 @@ pub fn ddim_sample(
     let k = timesteps.len();
     for (step, &t) in timesteps.iter().enumerate() {
         let ab_t = schedule.alpha_bar[t];
-        let ab_prev = timesteps.get(step + 1).map_or(1.0, |&p| schedule.alpha_bar[p]);
+        let ab_prev = if opts.stride_prev {
+            let stride = schedule.len() / opts.steps;
+            t.checked_sub(stride).map_or(1.0, |p| schedule.alpha_bar[p])
+        } else {
+            timesteps.get(step + 1).map_or(1.0, |&p| schedule.alpha_bar[p])
+        };
         let sigma = ddim_sigma(ab_t, ab_prev, opts.eta);
         let dir_var = 1.0 - ab_prev - sigma * sigma;
         if dir_var < -1e-12 {

@@ -28,7 +28,14 @@ fn empirical_denoiser_samples_land_on_training_points() {
     let n = 2000;
     for (steps, spacing) in [(50, TimestepSpacing::Leading), (100, TimestepSpacing::Trailing)] {
         let (x, mut noise) = init(5, n, &[2]);
-        let opts = DdimOptions { steps, eta: 0.0, spacing, clip_x0: None, clipped_model_output: false };
+        let opts = DdimOptions {
+            steps,
+            eta: 0.0,
+            spacing,
+            clip_x0: None,
+            clipped_model_output: false,
+            stride_prev: false,
+        };
         let out = ddim_sample(&den, &s, x, &opts, &mut noise, None).unwrap();
         let d = nearest_distances(&out);
         let close = d.iter().filter(|&&v| v < 1e-2).count() as f64 / n as f64;
@@ -63,6 +70,7 @@ fn gmm_sampling_recovers_mixture_weights() {
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         };
         let out = ddim_sample(&den, &s, x, &opts, &mut noise, None).unwrap();
         let rows: Vec<Vec<f32>> = out.to_vec2().unwrap();

@@ -111,6 +111,7 @@ fn clipped_denoiser_keeps_every_sampler_in_range() {
         spacing: TimestepSpacing::Trailing,
         clip_x0: None,
         clipped_model_output: false,
+        stride_prev: false,
     });
     let run = |m: &SampleModel<'_>| {
         sample(&ddim, m, None, &[2], &Device::Cpu, &mut NoiseSource::new(3, 0, N), None).unwrap().0

@@ -30,6 +30,7 @@ fn all_specs() -> Vec<SamplerSpec> {
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }),
         // α_L = 0.5·σ_L² (the frame's σ_min is set by `for_frame`)
         SamplerSpec::Langevin {
@@ -161,6 +162,7 @@ fn analytic_on_sigma_grid_in_continuous_frames() {
                 spacing: TimestepSpacing::Trailing,
                 clip_x0: None,
                 clipped_model_output: false,
+                stride_prev: false,
             }),
         ]
         .iter()

@@ -35,8 +35,14 @@ fn ddim_eta1_full_steps_equals_ddpm_beta_tilde() {
                 None,
             )
             .unwrap();
-            let opts =
-                DdimOptions { steps: t, eta: 1.0, spacing, clip_x0: None, clipped_model_output: false };
+            let opts = DdimOptions {
+                steps: t,
+                eta: 1.0,
+                spacing,
+                clip_x0: None,
+                clipped_model_output: false,
+                stride_prev: false,
+            };
             let ddim = ddim_sample(&den, &s, x, &opts, &mut n2, None).unwrap();
             let diff = max_abs_diff(&ddpm, &ddim);
             println!("{spacing:?} seed {seed}: max |DDPM − DDIM| = {diff:e}");
@@ -64,6 +70,7 @@ fn clipping_bounds_the_final_sample() {
         spacing: TimestepSpacing::Leading,
         clip_x0: Some(0.5),
         clipped_model_output: false,
+        stride_prev: false,
     };
     let b = ddim_sample(&den, &s, x.clone(), &opts, &mut n2, None).unwrap();
     let unclipped = ddim_sample(&den, &s, x, &DdimOptions { clip_x0: None, ..opts }, &mut n2, None).unwrap();
@@ -88,6 +95,7 @@ fn batch_independence() {
                 spacing: TimestepSpacing::Trailing,
                 clip_x0: None,
                 clipped_model_output: false,
+                stride_prev: false,
             };
             ddim_sample(&g, &s, x, &opts, &mut noise, None).unwrap()
         } else {
@@ -133,6 +141,7 @@ fn ddim_clipped_model_output_rederives_eps() {
             spacing: TimestepSpacing::Leading,
             clip_x0: Some(0.5),
             clipped_model_output: use_clipped,
+            stride_prev: false,
         };
         let mut states = Vec::new();
         let mut cb = |st: &rediffuse_sample::step::StepInfo<'_>| states.push(st.x_t.clone());

@@ -20,7 +20,14 @@ impl Denoiser for WrongShape {
 }
 
 fn ddim(eta: f64, steps: usize) -> DdimOptions {
-    DdimOptions { steps, eta, spacing: TimestepSpacing::Leading, clip_x0: None, clipped_model_output: false }
+    DdimOptions {
+        steps,
+        eta,
+        spacing: TimestepSpacing::Leading,
+        clip_x0: None,
+        clipped_model_output: false,
+        stride_prev: false,
+    }
 }
 
 #[test]
@@ -84,7 +91,8 @@ fn options_serde_names() {
             eta: 0.5,
             spacing: TimestepSpacing::Linspace,
             clip_x0: None,
-            clipped_model_output: false
+            clipped_model_output: false,
+            stride_prev: false,
         }
     );
 }

@@ -113,6 +113,7 @@ fn ddim_eta0_and_eta1_reproduce_gaussian() {
             spacing: TimestepSpacing::Leading,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         };
         let mut count = 0usize;
         let mut last_t = usize::MAX;

@@ -49,6 +49,7 @@ fn all_prediction_kinds_give_the_same_samples() {
             spacing: TimestepSpacing::Linspace,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         };
         ddim_sample(&den, &s, x.clone(), &opts, &mut n, None).unwrap()
     };
@@ -61,6 +62,7 @@ fn all_prediction_kinds_give_the_same_samples() {
             spacing: TimestepSpacing::Linspace,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         };
         let out = ddim_sample(&model, &s, x.clone(), &opts, &mut n, None).unwrap();
         let d = max_abs_diff(&reference, &out);

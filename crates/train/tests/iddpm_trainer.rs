@@ -69,6 +69,7 @@ fn iddpm_trains_on_moons() {
             spacing: TimestepSpacing::Leading,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }),
         SamplerSpec::DpmPp2m { steps: 20 },
     ] {

@@ -180,6 +180,7 @@ fn report_specs(tag: &str) -> Vec<SamplerSpec> {
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }),
         SamplerSpec::OdeHeun { steps: 50, eps: None, denoise: true },
         SamplerSpec::DpmPp2m { steps: 25 },

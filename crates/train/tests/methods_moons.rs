@@ -46,6 +46,7 @@ fn native(tag: &str) -> SamplerSpec {
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }),
         "ncsn" => SamplerSpec::Langevin {
             sigma_min: None,

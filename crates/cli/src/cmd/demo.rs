@@ -56,6 +56,7 @@ fn demo_sampler(model: ModelKind) -> SamplerSpec {
             spacing: TimestepSpacing::Leading,
             clip_x0: Some(1.0),
             clipped_model_output: true,
+            stride_prev: false,
         }),
     }
 }

@@ -170,6 +170,7 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
             spacing: spacing_of(s.timestep_spacing.unwrap_or(SpacingKind::Leading)),
             clip_x0: clip,
             clipped_model_output: !s.keep_model_eps,
+            stride_prev: s.ddim_stride_prev,
         }),
         SamplerKind::Langevin => SamplerSpec::Langevin {
             levels: s.levels,

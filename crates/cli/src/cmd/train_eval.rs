@@ -64,6 +64,7 @@ pub fn eval_sampler(method: &Method, steps: Option<usize>, image: bool) -> Sampl
             spacing: TimestepSpacing::Leading,
             clip_x0: image.then_some(1.0),
             clipped_model_output: true,
+            stride_prev: false,
         }),
         _ => SamplerSpec::EdmHeun { steps: steps.unwrap_or(18), rho: 7.0 },
     }

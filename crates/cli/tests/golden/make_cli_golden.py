@@ -138,6 +138,10 @@ def floats(v):
 #  the `rediffuse sample` flags that should reproduce it)
 CASES = [
     ("ddim-10", DDIMScheduler, {"clip_sample": False}, 10, "epsilon", "--sampler ddim --eta 0"),
+    ("ddim-trailing-10", DDIMScheduler, {"clip_sample": False, "timestep_spacing": "trailing"}, 10, "epsilon",
+     "--sampler ddim --eta 0 --timestep-spacing trailing"),
+    ("ddim-linspace-10", DDIMScheduler, {"clip_sample": False, "timestep_spacing": "linspace"}, 10, "epsilon",
+     "--sampler ddim --eta 0 --timestep-spacing linspace --ddim-stride-prev"),
     ("dpmpp-2m-10", DPMSolverMultistepScheduler, {}, 10, "epsilon", "--sampler dpmpp-2m"),
     ("dpmpp-2m-20", DPMSolverMultistepScheduler, {}, 20, "epsilon", "--sampler dpmpp-2m"),
     ("dpmpp-2m-leading-10", DPMSolverMultistepScheduler, {"timestep_spacing": "leading"}, 10, "epsilon",

@@ -99,6 +99,7 @@ pub fn all_specs(langevin_eps: f64) -> Vec<SamplerSpec> {
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }),
         SamplerSpec::Langevin {
             sigma_min: None,
@@ -146,6 +147,7 @@ pub fn smoke_specs() -> Vec<SamplerSpec> {
             spacing: TimestepSpacing::Trailing,
             clip_x0: None,
             clipped_model_output: false,
+            stride_prev: false,
         }),
         // 20 levels down to σ_L = 0.02 (inside every frame), α_L = 0.5·σ_L²
         SamplerSpec::Langevin {
