@@ -59,7 +59,9 @@ pub fn sample(
         }
         None => noise.randn(sample_shape, device)?,
     };
-    let x = z.affine(spec.prior_scale(model)?, 0.0)?;
+    // the σ grid (σ-space samplers), computed once for the prior scale, the sampler and its end
+    let sigma_grid = spec.sigma_grid(model)?;
+    let x = z.affine(spec.prior_scale_on(model, sigma_grid.as_deref())?, 0.0)?;
     let f = &model.frame;
     let eps_of = |e: &Option<f64>| e.unwrap_or(f.eps);
     let clamped = model.clip_denoised.map(|limit| ClampDenoised { model: &model.sigma, limit });
@@ -69,7 +71,7 @@ pub fn sample(
     };
     let sigma = &sigma_dyn;
     let grid = || -> Result<Vec<f64>> {
-        spec.sigma_grid(model)?.ok_or_else(|| invalid("sampler", "not a σ-space sampler"))
+        sigma_grid.clone().ok_or_else(|| invalid("sampler", "not a σ-space sampler"))
     };
     let (out, stats) = match spec {
         SamplerSpec::Ddpm(opts) => {
@@ -203,7 +205,7 @@ pub fn sample(
     };
     // A σ grid ending above 0 (`FinalSigma::SigmaMin`) leaves the state at σ_min: report it in the
     // frame's own coordinates, x_t = x̃/√(1 + σ²) for VP frames (what diffusers' DPM schedulers return).
-    let last = spec.sigma_grid(model)?.and_then(|g| g.last().copied()).filter(|&s| s > 0.0);
+    let last = sigma_grid.as_ref().and_then(|g| g.last().copied()).filter(|&s| s > 0.0);
     let out = match (last, f.sde) {
         (Some(s), rediffuse_core::sde::Sde::Vp { .. }) => out.affine(1.0 / (1.0 + s * s).sqrt(), 0.0)?,
         _ => out,

@@ -216,7 +216,12 @@ impl SamplerSpec {
 
     /// Scale c of the prior draw x_T = c·z for this sampler on `model` (see the module docs).
     pub fn prior_scale(&self, model: &SampleModel<'_>) -> Result<f64> {
-        if let Some(grid) = self.sigma_grid(model)? {
+        self.prior_scale_on(model, self.sigma_grid(model)?.as_deref())
+    }
+
+    /// [`SamplerSpec::prior_scale`] given this spec's σ grid on `model` (`sigma_grid`'s result).
+    pub(super) fn prior_scale_on(&self, model: &SampleModel<'_>, grid: Option<&[f64]>) -> Result<f64> {
+        if let Some(grid) = grid {
             let s0 = grid[0];
             let dpm_family = matches!(
                 self,
