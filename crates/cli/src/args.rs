@@ -32,6 +32,51 @@ pub enum Command {
     /// Decode a spherical interpolation between two latents x_T with a deterministic sampler
     /// (DDIM §5.3) into a strip of frames.
     Interpolate(InterpolateArgs),
+    /// Rectified-flow reflow (Liu et al. 2023): couple noise with a flow run's own samples by its
+    /// ODE and train the next flow on those fixed pairs (k-RF → (k+1)-RF) into a new run folder.
+    Reflow(ReflowArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PairSamplerKind {
+    /// Euler uniform in flow time (--pair-steps, default 100).
+    Euler,
+    /// Heun on the same grid (--pair-steps, default 50: 99 evaluations).
+    Heun,
+    /// Adaptive RK45 (rtol = atol = 1e-5), as Liu et al. generate their pairs.
+    Rk45,
+}
+
+#[derive(Debug, Args)]
+pub struct ReflowArgs {
+    /// The flow run (`train --method flow` or an earlier reflow) whose ODE couples the pairs.
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Number of (noise, sample) pairs to generate; they are stored in OUT/pairs/.
+    #[arg(long, allow_negative_numbers = true)]
+    pub pairs: i64,
+    /// The new run folder (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value = "euler")]
+    pub pair_sampler: PairSamplerKind,
+    #[arg(long, allow_negative_numbers = true)]
+    pub pair_steps: Option<i64>,
+    /// Seed of the pairs' noise and of the new run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Pairs generated at once (does not change them).
+    #[arg(long, default_value_t = 256)]
+    pub sample_batch_size: usize,
+    /// Start the new flow from a fresh initialisation instead of the run's weights.
+    #[arg(long)]
+    pub fresh_init: bool,
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,6 +101,9 @@ pub enum MethodKind {
     SubvpSde,
     /// EDM preconditioning and log-normal σ training.
     Edm,
+    /// Flow matching / rectified flow: linear interpolant, velocity regression (--flow-sigma-min,
+    /// --ot-coupling).
+    Flow,
 }
 
 impl MethodKind {
@@ -68,6 +116,7 @@ impl MethodKind {
             MethodKind::VeSde => "ve-sde",
             MethodKind::SubvpSde => "subvp-sde",
             MethodKind::Edm => "edm",
+            MethodKind::Flow => "flow",
         }
     }
 }
@@ -153,6 +202,20 @@ pub struct TrainArgs {
     /// Label dropout of class-conditional training: probability of the null label (default 0.1).
     #[arg(long, allow_negative_numbers = true)]
     pub p_uncond: Option<f64>,
+    /// Flow matching: noise left at t = 1 (σ_min of Lipman et al.; default 0, rectified flow).
+    #[arg(long, allow_negative_numbers = true)]
+    pub flow_sigma_min: Option<f64>,
+    /// Flow matching: pair each batch's noise with its examples by exact minibatch optimal transport.
+    #[arg(long)]
+    pub ot_coupling: bool,
+    /// Super-resolution model (cascaded diffusion): condition a U-Net on each image's
+    /// FACTOR×-downsampled version, upsampled back and given as extra input channels.
+    #[arg(long)]
+    pub super_res: Option<usize>,
+    /// Super-resolution: training augments the low-res conditioning with Gaussian noise of level
+    /// s ~ U[0, AUG_MAX] (√(1 − s²)·x + s·ε; default 0.5).
+    #[arg(long, allow_negative_numbers = true)]
+    pub aug_max: Option<f64>,
     /// Points generated for toy sets.
     #[arg(long)]
     pub n_train: Option<usize>,
@@ -263,6 +326,8 @@ pub enum SigmasKind {
     Logsnr,
     /// Karras et al.'s ρ-schedule (--rho; continuous-time models' default for euler/heun).
     Karras,
+    /// Uniform in flow time t (flow-matching runs' default: Euler is rectified flow's Euler).
+    FlowTime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -413,6 +478,20 @@ pub struct SampleArgs {
     /// Start from this x_T (.npy, N×…) instead of fresh noise.
     #[arg(long)]
     pub init_noise: Option<PathBuf>,
+    /// Super-resolution run: the low-resolution images to upsample (.npy `[N, C, h, w]` in
+    /// [−1, 1]; the first --n rows are used).
+    #[arg(long, conflicts_with = "cascade")]
+    pub lowres: Option<PathBuf>,
+    /// Cascade: BASE_RUN,SR_RUN[,SR_RUN…]: sample the base run, then feed its samples through each
+    /// super-resolution run in turn (all stages use the sampler flags).
+    #[arg(long, conflicts_with_all = ["run", "analytic"])]
+    pub cascade: Option<String>,
+    /// Super-resolution: augmentation level s₀ of the low-res conditioning at sampling (default 0.1).
+    #[arg(long, allow_negative_numbers = true)]
+    pub aug_level: Option<f64>,
+    /// Cascade: also write the base stage's samples to this .npy file.
+    #[arg(long, requires = "cascade")]
+    pub lowres_out: Option<PathBuf>,
     /// Output .npy (N×D or N×C×H×W).
     #[arg(long)]
     pub out: PathBuf,
@@ -456,6 +535,13 @@ pub enum MetricKind {
     /// Probability-flow ODE negative log-likelihood of the first --n rows of --samples under --run or
     /// --analytic (nats; bits/dim for images).
     NllOde,
+    /// Straightness of a flow --run's paths (Liu et al.): ∫ E‖(Z₁ − Z₀) − v(Z_t, t)‖² dt per
+    /// dimension over --n paths from seeded noise, by --steps Euler steps (default 100).
+    Straightness,
+    /// Peak signal-to-noise ratio of --samples against the row-aligned ground truth --data (a .npy
+    /// of the same shape, values in [−1, 1], so the peak-to-peak range is 2): mean over rows of
+    /// 10·log10(4 / MSE_row), and the PSNR of the pooled MSE.
+    Psnr,
 }
 
 /// The SDE an analytic model is evaluated in (`--metric nll-ode --analytic`).
@@ -570,6 +656,9 @@ pub struct EvalArgs {
     /// nll: write the per-timestep terms (mean and std, bits/dim) to this CSV.
     #[arg(long)]
     pub terms: Option<PathBuf>,
+    /// straightness: Euler steps along each path (default 100).
+    #[arg(long)]
+    pub steps: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -596,6 +685,9 @@ pub struct TrainClassifierArgs {
 pub enum DataCommand {
     /// Write a data set to .npy (N×D for toy sets, N×C×H×W in [-1, 1] for images).
     Export(ExportArgs),
+    /// Resize a .npy of images (N×C×H×W) to another size: area (integer downsampling by block
+    /// means, as super-resolution runs make their low-res input), bilinear or bicubic.
+    Resize(ResizeArgs),
     /// Download MNIST, Fashion-MNIST or CIFAR-10 (SHA-256 checked) into the cache.
     Fetch(FetchArgs),
 }
@@ -638,6 +730,40 @@ pub struct ExportArgs {
     /// Also write the class labels of a labelled image set (`[N]`, f32 .npy).
     #[arg(long)]
     pub labels_out: Option<PathBuf>,
+    /// Which split of an image set (MNIST, Fashion-MNIST and CIFAR-10 have a held-out test split).
+    #[arg(long, value_enum, default_value = "train")]
+    pub split: SplitKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitKind {
+    Train,
+    Test,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResizeFilter {
+    /// Mean of each FACTOR×FACTOR block (the size must divide the input's).
+    Area,
+    /// Bilinear, half-pixel centres (PyTorch align_corners=False).
+    Bilinear,
+    /// Bicubic, Keys a = −0.75, half-pixel centres (PyTorch align_corners=False), clamped to [−1, 1].
+    Bicubic,
+}
+
+#[derive(Debug, Args)]
+pub struct ResizeArgs {
+    /// Input .npy, N×C×H×W.
+    pub input: PathBuf,
+    /// Output side length (square images).
+    #[arg(long)]
+    pub size: usize,
+    #[arg(long, value_enum)]
+    pub filter: ResizeFilter,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

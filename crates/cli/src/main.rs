@@ -26,6 +26,7 @@ fn main() {
         args::Command::Demo(a) => cmd::demo::run(a),
         args::Command::Interpolate(a) => cmd::interpolate::run(a),
         args::Command::Inpaint(a) => cmd::inpaint::run(a),
+        args::Command::Reflow(a) => cmd::reflow::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -5,8 +5,10 @@
 //! Nothing here depends on networks, samplers, training or the CLI.
 
 pub mod analytic;
+pub mod assignment;
 pub mod denoiser;
 pub mod error;
+pub mod flow;
 pub mod gaussian;
 pub mod guidance;
 pub mod loss;
@@ -14,6 +16,7 @@ pub mod noise;
 pub mod prediction;
 pub mod schedule;
 pub mod sde;
+pub mod superres;
 pub mod tensor_util;
 pub mod vlb;
 

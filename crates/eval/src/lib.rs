@@ -10,6 +10,7 @@ pub mod grid;
 pub mod mmd;
 mod pairwise;
 pub mod plot;
+pub mod psnr;
 pub mod samples;
 pub mod sliced;
 

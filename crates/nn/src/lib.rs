@@ -15,4 +15,4 @@ pub use embedding::{timestep_embedding, SinusoidalEmbedding};
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};
 pub use model::ModelConfig;
-pub use net::DiffusionNet;
+pub use net::{ConditionedNet, DiffusionNet};

@@ -42,11 +42,11 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.check_data_shape(sample_shape),
             ModelConfig::Unet(c) => {
-                let want = [c.in_channels, c.image_size, c.image_size];
+                let want = [c.out_channels, c.image_size, c.image_size];
                 if sample_shape != want {
                     return Err(NnError::DataShape {
                         got: sample_shape.to_vec(),
-                        reason: format!("the U-Net takes samples of shape {want:?}"),
+                        reason: format!("the U-Net generates samples of shape {want:?}"),
                     });
                 }
                 Ok(())
@@ -97,11 +97,22 @@ impl ModelConfig {
         }
     }
 
-    /// Shape of one data sample (without the batch dimension) the network takes.
+    /// Shape of one data sample (without the batch dimension) the network generates (a U-Net's
+    /// `out_channels`; its input may carry extra conditioning channels, see
+    /// [`ModelConfig::extra_input_channels`]).
     pub fn sample_shape(&self) -> Vec<usize> {
         match self {
             ModelConfig::Mlp(c) => c.sample_shape(),
-            ModelConfig::Unet(c) => vec![c.in_channels, c.image_size, c.image_size],
+            ModelConfig::Unet(c) => vec![c.out_channels, c.image_size, c.image_size],
+        }
+    }
+
+    /// Input channels beyond the generated sample's (a super-resolution U-Net's conditioning
+    /// channels; 0 for every other network).
+    pub fn extra_input_channels(&self) -> usize {
+        match self {
+            ModelConfig::Mlp(_) => 0,
+            ModelConfig::Unet(c) => c.in_channels.saturating_sub(c.out_channels),
         }
     }
 

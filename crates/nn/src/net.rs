@@ -57,3 +57,37 @@ pub fn label_indices(labels: Option<&Tensor>, num_classes: usize, b: usize, dev:
         }
     }
 }
+
+/// A super-resolution network with the conditioning of one training batch:
+/// `forward(x_t, t) = net.forward([x_t, cond], t)` (`rediffuse_core::superres`), so the
+/// objectives train it as any network of the data's shape.
+pub struct ConditionedNet<'a> {
+    pub net: &'a dyn DiffusionNet,
+    /// `[B, C + 1, H, W]` (`rediffuse_core::superres::augment_condition`).
+    pub cond: Tensor,
+}
+
+impl ConditionedNet<'_> {
+    fn input(&self, x_t: &Tensor) -> Result<Tensor> {
+        rediffuse_core::superres::concat_condition(x_t, &self.cond)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+    }
+}
+
+impl DiffusionNet for ConditionedNet<'_> {
+    fn forward(&self, x_t: &Tensor, t: &Tensor, train: bool) -> Result<Tensor> {
+        self.net.forward(&self.input(x_t)?, t, train)
+    }
+    fn forward_with_labels(
+        &self,
+        x_t: &Tensor,
+        t: &Tensor,
+        labels: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        self.net.forward_with_labels(&self.input(x_t)?, t, labels, train)
+    }
+    fn num_classes(&self) -> Option<usize> {
+        self.net.num_classes()
+    }
+}

@@ -55,6 +55,48 @@ pub enum Method {
     ScoreSde { sde: Sde, prediction: Prediction, eps: f64 },
     /// EDM (Karras et al. 2022): log-normal σ, preconditioning c_in/c_out/c_skip/c_noise, λ(σ) weight.
     Edm(EdmConfig),
+    /// Flow matching with the linear interpolant (Lipman et al. 2023; rectified flow, Liu et al.
+    /// 2023): x_t = t·x₁ + (1 − (1 − σ_min)t)·x₀, t ~ U[0, 1], the network (time input 999·t)
+    /// regresses the velocity x₁ − (1 − σ_min)x₀ (`rediffuse_core::flow`).
+    Flow(FlowConfig),
+}
+
+/// How flow matching pairs noise with data in a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coupling {
+    /// Independent noise for every example.
+    #[default]
+    Independent,
+    /// Minibatch optimal transport: the batch's noise re-assigned to its examples by the exact
+    /// minimum total squared distance (Tong et al. 2023, Pooladian et al. 2023).
+    MinibatchOt,
+}
+
+/// `[method]` of `kind = "flow"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// Noise left at t = 1 (σ_min of Lipman et al.; 0 is rectified flow), in [0, 1).
+    #[serde(default)]
+    pub sigma_min: f64,
+    #[serde(default)]
+    pub coupling: Coupling,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        Self { sigma_min: 0.0, coupling: Coupling::Independent }
+    }
+}
+
+impl FlowConfig {
+    /// The σ-space range of flow times [t_eps, 1 − t_eps]: σ̃(1 − t_eps) and σ̃(t_eps).
+    pub fn sigma_range(&self) -> (f64, f64) {
+        use rediffuse_core::flow::sigma_of_time;
+        let e = rediffuse_sample::continuous::FLOW_T_EPS;
+        (sigma_of_time(1.0 - e, self.sigma_min), sigma_of_time(e, self.sigma_min))
+    }
 }
 
 impl Method {
@@ -96,8 +138,8 @@ impl Method {
     }
 
     /// The command-line names of the methods [`Method::preset`] knows.
-    pub const PRESET_NAMES: [&'static str; 7] =
-        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm"];
+    pub const PRESET_NAMES: [&'static str; 8] =
+        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm", "flow"];
 
     /// The default method of a command-line name: `ddpm`, `iddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`
     /// (score SDEs with the standard β ∈ [0.1, 20] or σ ∈ [0.01, 50]).
@@ -110,6 +152,7 @@ impl Method {
             "ve-sde" => Self::score_sde(Sde::ve()),
             "subvp-sde" => Self::score_sde(Sde::sub_vp()),
             "edm" => Self::edm_default(),
+            "flow" => Method::Flow(FlowConfig::default()),
             _ => return None,
         })
     }
@@ -124,6 +167,7 @@ impl Method {
             Method::ScoreSde { sde: Sde::Ve { .. }, .. } => "ve-sde",
             Method::ScoreSde { sde: Sde::SubVp { .. }, .. } => "subvp-sde",
             Method::Edm(_) => "edm",
+            Method::Flow(_) => "flow",
         }
     }
 
@@ -158,6 +202,10 @@ impl Method {
             }
             Method::ScoreSde { sde, .. } => *sde,
             Method::Edm(c) => Sde::Ve { sigma_min: c.sigma_min, sigma_max: c.sigma_max },
+            Method::Flow(c) => {
+                let (sigma_min, sigma_max) = c.sigma_range();
+                Sde::Ve { sigma_min, sigma_max }
+            }
         };
         sde.validate()?;
         Ok(sde)
@@ -172,7 +220,9 @@ impl Method {
             | Method::Iddpm { prediction, .. }
             | Method::ScoreSde { prediction, .. } => *prediction,
             Method::Ncsn { .. } => Prediction::Epsilon,
-            Method::Edm(_) => Prediction::Sample,
+            // EDM's F and a flow's velocity are no standard parameterisation (`EdmPrecond`,
+            // `FlowModel` turn them into x̂₀)
+            Method::Edm(_) | Method::Flow(_) => Prediction::Sample,
         }
     }
 
@@ -233,6 +283,9 @@ impl Method {
                 Ok(())
             }
             Method::Edm(c) => c.validate().map_err(|e| nested("method", e)),
+            Method::Flow(c) => {
+                rediffuse_core::flow::check_sigma_min(c.sigma_min).map_err(|e| nested("method", e))
+            }
         }
     }
 }
@@ -322,6 +375,14 @@ pub struct TrainConfig {
     /// (classifier-free guidance's label dropout, Ho & Salimans 2022; default 0.1).
     #[serde(default = "default_p_uncond")]
     pub p_uncond: f64,
+    /// Super-resolution: the model is conditioned on each image's low-resolution version
+    /// (`[super_res]`, see [`crate::superres`]); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub super_res: Option<crate::superres::SuperResConfig>,
+    /// Reflow: a .npy of the noise each data row is coupled with (flow runs; interpreted by the
+    /// caller like `data`, see `Trainer::with_couplings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub couplings: Option<String>,
     pub model: ModelConfig,
     pub method: Method,
 }
@@ -352,6 +413,8 @@ impl TrainConfig {
             checkpoint_every: default_checkpoint_every(),
             eval: None,
             p_uncond: default_p_uncond(),
+            super_res: None,
+            couplings: None,
             model,
             method,
         }
@@ -405,6 +468,31 @@ impl TrainConfig {
         self.method.validate()?;
         if let Some(e) = &self.eval {
             e.validate()?;
+        }
+        if self.couplings.is_some() && !matches!(self.method, Method::Flow(_)) {
+            return Err(TrainError::invalid(
+                "couplings",
+                "fixed noise couplings apply to flow matching only",
+            ));
+        }
+        match &self.super_res {
+            Some(sr) => {
+                sr.validate(&self.model)?;
+                if self.eval.is_some() {
+                    return Err(TrainError::invalid(
+                        "eval",
+                        "FID/KID during training needs an unconditional model, not a super-resolution one",
+                    ));
+                }
+            }
+            None if self.model.extra_input_channels() > 0 => {
+                return Err(TrainError::invalid(
+                    "model.in_channels",
+                    "a U-Net with more input than output channels is a super-resolution model: \
+                     give [super_res] (--super-res)",
+                ))
+            }
+            None => {}
         }
         match (self.method.variance_mode().is_learned(), self.model.learn_sigma()) {
             (true, false) => Err(TrainError::invalid(

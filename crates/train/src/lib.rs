@@ -21,6 +21,7 @@ pub mod optim;
 pub mod periodic;
 pub mod rng;
 pub mod run;
+pub mod superres;
 pub mod trainer;
 
 pub use config::{Method, TrainConfig};
@@ -31,4 +32,5 @@ pub use objective::Objective;
 pub use optim::{AdamW, AdamWConfig};
 pub use periodic::{EvalFeatures, PeriodicEval, PeriodicEvalConfig};
 pub use run::{load_run, LoadedRun, NetDenoiser};
+pub use superres::SuperResConfig;
 pub use trainer::{NoObserver, StepReport, TrainObserver, TrainSummary, Trainer};

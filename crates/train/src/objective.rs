@@ -12,7 +12,7 @@
 //! * score SDE: 999·t ([`SDE_TIME_SCALE`]);
 //! * EDM: c_noise(σ) = ¼ ln σ, input scaled by c_in(σ) (Karras et al. 2022, Table 1).
 
-use crate::config::Method;
+use crate::config::{Coupling, FlowConfig, Method};
 use crate::error::{Result, TrainError};
 use crate::iddpm::{self, IddpmConfig, ImportanceSampler};
 use candle_core::{Device, Tensor};
@@ -26,7 +26,7 @@ use rediffuse_nn::DiffusionNet;
 use rediffuse_sample::continuous::losses::{
     dsm_loss, edm_loss, edm_training_pair, ncsn_perturb, sde_perturb,
 };
-use rediffuse_sample::continuous::TimeInput;
+use rediffuse_sample::continuous::{TimeInput, FLOW_TIME_SCALE};
 
 /// Score-SDE networks receive 999·t as their time input (Song et al. 2021's DDPM++ models), so a
 /// sinusoidal embedding sized for T = 1000 DDPM indices covers t ∈ [0, 1].
@@ -44,7 +44,7 @@ pub fn sampling_time_input(method: &Method) -> Option<TimeInput> {
     match method {
         Method::Ncsn { levels, .. } => Some(TimeInput::Scaled { scale: *levels as f64 - 1.0 }),
         Method::ScoreSde { .. } => Some(TimeInput::Scaled { scale: SDE_TIME_SCALE }),
-        Method::Ddpm { .. } | Method::Iddpm { .. } | Method::Edm(_) => None,
+        Method::Ddpm { .. } | Method::Iddpm { .. } | Method::Edm(_) | Method::Flow(_) => None,
     }
 }
 
@@ -67,6 +67,9 @@ pub enum Objective {
     /// EDM (Karras et al. 2022, Eq. 2, 7, 8): ln σ ~ N(P_mean, P_std²),
     /// loss = λ(σ)·mean((D_θ(x₀ + σn; σ) − x₀)²) written on the raw network F.
     Edm(EdmConfig),
+    /// Flow matching (`rediffuse_core::flow`): t ~ U[0, 1], noise z (or the run's fixed couplings
+    /// of reflow), optionally re-paired by minibatch OT, loss = mean((v_θ(x_t, 999·t) − u)²).
+    Flow(FlowConfig),
 }
 
 impl Objective {
@@ -88,6 +91,7 @@ impl Objective {
                 Objective::ScoreSde { sde: *sde, prediction: *prediction, eps: *eps }
             }
             Method::Edm(c) => Objective::Edm(*c),
+            Method::Flow(c) => Objective::Flow(*c),
         })
     }
 
@@ -128,7 +132,24 @@ impl Objective {
         rng: &mut R,
         sampler: Option<&mut ImportanceSampler>,
     ) -> Result<Tensor> {
+        self.batch_loss_paired(net, x0, labels, None, rng, sampler)
+    }
+
+    /// [`Objective::batch_loss_with_labels`] with flow matching's fixed noise couplings `noise`
+    /// (see [`Objective::loss_per_sample_paired`]).
+    pub fn batch_loss_paired<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        noise: Option<&Tensor>,
+        rng: &mut R,
+        sampler: Option<&mut ImportanceSampler>,
+    ) -> Result<Tensor> {
         match self {
+            Objective::Iddpm { .. } if noise.is_some() => {
+                Err(TrainError::invalid("couplings", "fixed noise couplings apply to flow matching only"))
+            }
             Objective::Iddpm { schedule, prediction, config } => {
                 if let Some(s) = &sampler {
                     if s.timesteps() != schedule.len() {
@@ -162,7 +183,7 @@ impl Objective {
                         "importance sampling of timesteps applies to iddpm only",
                     ));
                 }
-                Ok(self.loss_per_sample_with_labels(net, x0, labels, rng)?.mean_all()?)
+                Ok(self.loss_per_sample_paired(net, x0, labels, noise, rng)?.mean_all()?)
             }
         }
     }
@@ -214,6 +235,26 @@ impl Objective {
         labels: Option<&Tensor>,
         rng: &mut R,
     ) -> Result<Tensor> {
+        self.loss_per_sample_paired(net, x0, labels, None, rng)
+    }
+
+    /// [`Objective::loss_per_sample_with_labels`] with, for flow matching, the noise each example
+    /// is coupled with (`noise`, the shape of `x0`: reflow's fixed pairs; `None` draws it).
+    /// Other objectives take no coupling.
+    pub fn loss_per_sample_paired<R: Rng + ?Sized>(
+        &self,
+        net: &dyn DiffusionNet,
+        x0: &Tensor,
+        labels: Option<&Tensor>,
+        noise: Option<&Tensor>,
+        rng: &mut R,
+    ) -> Result<Tensor> {
+        if noise.is_some() && !matches!(self, Objective::Flow(_)) {
+            return Err(TrainError::invalid(
+                "couplings",
+                "fixed noise couplings apply to flow matching only",
+            ));
+        }
         let forward = |x: &Tensor, t: Tensor| forward(net, x, t, x0, labels);
         let b = x0.dim(0)?;
         let dev = x0.device().clone();
@@ -259,8 +300,51 @@ impl Objective {
                 let out = forward(&pair.net_input, Tensor::from_vec(c_noise, b, &dev)?)?;
                 Ok(edm_loss(&out, &pair)?)
             }
+            Objective::Flow(cfg) => {
+                // here x0 is the data end x₁ of the flow; z its noise end
+                let ts: Vec<f64> = (0..b).map(|_| rng.random::<f64>()).collect();
+                let z = match noise {
+                    Some(z) if z.dims() == x0.dims() => z.clone(),
+                    Some(z) => {
+                        return Err(TrainError::Data(format!(
+                            "couplings of shape {:?} for a batch {:?}",
+                            z.dims(),
+                            x0.dims()
+                        )))
+                    }
+                    None => normal_like(x0, rng, &dev)?,
+                };
+                let z = match cfg.coupling {
+                    Coupling::Independent => z,
+                    Coupling::MinibatchOt => ot_pair(&z, x0)?,
+                };
+                let (x_t, u) = rediffuse_core::flow::interpolate(x0, &z, &ts, cfg.sigma_min)?;
+                let model_t: Vec<f32> = ts.iter().map(|&t| (FLOW_TIME_SCALE * t) as f32).collect();
+                let out = forward(&x_t, Tensor::from_vec(model_t, b, &dev)?)?;
+                Ok(rediffuse_core::tensor_util::mean_flat(&out.sub(&u)?.sqr()?)?)
+            }
         }
     }
+}
+
+/// The rows of `z` re-ordered so that row i goes with data row i at the minimum total squared
+/// distance (exact assignment over the batch).
+fn ot_pair(z: &Tensor, x1: &Tensor) -> Result<Tensor> {
+    let b = z.dim(0)?;
+    let zf = z.flatten_from(1)?.to_dtype(candle_core::DType::F64)?;
+    let xf = x1.flatten_from(1)?.to_dtype(candle_core::DType::F64)?;
+    // ‖x_i − z_j‖² = ‖x_i‖² + ‖z_j‖² − 2 x_i·z_j
+    let xz = xf.matmul(&zf.t()?)?;
+    let xn: Vec<f64> = xf.sqr()?.sum(1)?.to_vec1()?;
+    let zn: Vec<f64> = zf.sqr()?.sum(1)?.to_vec1()?;
+    let dot: Vec<Vec<f64>> = xz.to_vec2()?;
+    let cost: Vec<f64> = (0..b)
+        .flat_map(|i| (0..b).map(move |j| (i, j)))
+        .map(|(i, j)| xn[i] + zn[j] - 2.0 * dot[i][j])
+        .collect();
+    let p = rediffuse_core::assignment::min_cost_assignment(&cost, b)?;
+    let idx: Vec<u32> = p.iter().map(|&j| j as u32).collect();
+    Ok(z.index_select(&Tensor::from_vec(idx, b, z.device())?, 0)?)
 }
 
 /// N(0, I) noise shaped like `x0` (f32), drawn element by element from `rng`.

@@ -10,11 +10,13 @@ use crate::objective::sampling_time_input;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use rediffuse_core::sde::geometric_sigmas;
+use rediffuse_core::superres::ImageConditioned;
 use rediffuse_core::vlb::{LearnedVarianceDenoiser, VarianceMode};
 use rediffuse_core::{ClassifierFreeGuidance, Denoiser, DiffusionSchedule, Prediction};
 use rediffuse_nn::DiffusionNet;
+use rediffuse_sample::continuous::FlowModel;
 use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
-use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel};
+use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel, SigmaSchedule};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -96,6 +98,7 @@ impl LoadedRun {
                 quantize: false,
             }),
             Method::Edm(cfg) => Box::new(EdmPrecond::new(net, *cfg)?),
+            Method::Flow(cfg) => Box::new(FlowModel::new(net, cfg.sigma_min)?),
             Method::Ncsn { .. } | Method::ScoreSde { .. } => Box::new(self.continuous_model()?),
         })
     }
@@ -134,6 +137,10 @@ impl LoadedRun {
             Method::Ncsn { sigma_max, sigma_min, .. } => Frame::ve(*sigma_min, *sigma_max)?,
             Method::ScoreSde { sde, eps, .. } => Frame::for_sde(*sde, *eps)?,
             Method::Edm(c) => Frame::ve(c.sigma_min, c.sigma_max)?,
+            Method::Flow(c) => {
+                let (lo, hi) = c.sigma_range();
+                Frame::ve(lo, hi)?
+            }
         })
     }
 
@@ -143,13 +150,30 @@ impl LoadedRun {
     /// DDIM and the σ-space samplers as usual), and the full output is attached for
     /// `SamplerSpec::DdpmLearned` (ancestral sampling with the learned Σ_θ, optionally respaced).
     pub fn sample_model(&self) -> Result<SampleModel<'_>> {
+        self.check_not_super_res()?;
         self.sample_model_of(&self.denoiser)
+    }
+
+    /// Super-resolution runs sample only given their low-resolution input.
+    fn check_not_super_res(&self) -> Result<()> {
+        match self.config.super_res {
+            Some(sr) => Err(TrainError::invalid(
+                "lowres",
+                format!(
+                    "the run is a ×{} super-resolution model: sample it from low-resolution images \
+                     (--lowres FILE or --cascade BASE,SR)",
+                    sr.factor
+                ),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// [`LoadedRun::sample_model`] guided towards `labels` (one per sample of the batch it will
     /// sample) with classifier-free guidance of scale `scale` (`ClassifierFreeGuidance`: 0 is the
     /// unconditional model, 1 the conditional one). Needs a class-conditional run.
     pub fn guided_sample_model(&self, labels: &[u32], scale: f64) -> Result<SampleModel<'_>> {
+        self.check_not_super_res()?;
         let guided = ClassifierFreeGuidance::new(&self.denoiser, labels, scale, self.denoiser_device())?;
         self.sample_model_of(guided)
     }
@@ -163,6 +187,7 @@ impl LoadedRun {
         labels: &[u32],
         scale: f64,
     ) -> Result<SampleModel<'a>> {
+        self.check_not_super_res()?;
         if classifier.config().noise_range.is_none() {
             return Err(TrainError::invalid(
                 "classifier",
@@ -185,13 +210,48 @@ impl LoadedRun {
             labels: labels.to_vec(),
             scale,
         };
-        let m = SampleModel::from_sigma_with_schedule(guided, self.frame()?, self.schedule.clone())?;
+        let mut m = SampleModel::from_sigma_with_schedule(guided, self.frame()?, self.schedule.clone())?;
+        if let Method::Flow(cfg) = &self.config.method {
+            m = m.with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min });
+        }
         Ok(match &self.config.method {
             Method::Ncsn { sigma_max, sigma_min, levels } => {
                 m.with_levels(geometric_sigmas(*sigma_max, *sigma_min, *levels)?)?
             }
             _ => m,
         })
+    }
+
+    /// A super-resolution run's sampling view for one batch: `cond` (`[B, C + 1, H, W]`,
+    /// `crate::superres::sampling_condition`) fixed as the network's extra input
+    /// (`ImageConditioned`), optionally with classifier-free guidance towards `labels` of
+    /// scale `scale` on top. Every sampler runs on it.
+    pub fn super_res_sample_model(
+        &self,
+        cond: Tensor,
+        guidance: Option<(&[u32], f64)>,
+    ) -> Result<SampleModel<'_>> {
+        if self.config.super_res.is_none() {
+            return Err(TrainError::invalid("lowres", "the run is not a super-resolution model"));
+        }
+        let c = self.config.model.sample_shape()[0];
+        let want_c = rediffuse_core::superres::cond_channels(c);
+        if cond.rank() != 4 || cond.dim(1)? != want_c {
+            return Err(TrainError::invalid(
+                "lowres",
+                format!("conditioning of shape {:?}, expected [B, {want_c}, H, W]", cond.dims()),
+            ));
+        }
+        let conditioned = ImageConditioned { model: &self.denoiser, cond };
+        match guidance {
+            None => self.sample_model_of(conditioned),
+            Some((labels, scale)) => self.sample_model_of(ClassifierFreeGuidance::new(
+                conditioned,
+                labels,
+                scale,
+                self.denoiser_device(),
+            )?),
+        }
     }
 
     /// The device of the network's weights (where label tensors go).
@@ -217,6 +277,12 @@ impl LoadedRun {
                 frame,
                 self.schedule.clone(),
             )?,
+            Method::Flow(cfg) => SampleModel::from_sigma_with_schedule(
+                FlowModel::new(net, cfg.sigma_min)?,
+                frame,
+                self.schedule.clone(),
+            )?
+            .with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min }),
         };
         Ok(match &self.config.method {
             Method::Ncsn { sigma_max, sigma_min, levels } => {

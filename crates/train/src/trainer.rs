@@ -94,6 +94,10 @@ pub struct Trainer {
     data: Tensor,
     /// `[N]` u32 class labels of `data` (class-conditional models only).
     labels: Option<Tensor>,
+    /// Super-resolution runs: the upsampled low-resolution version of every row of `data`.
+    lowres: Option<Tensor>,
+    /// Reflow: the noise each row of `data` is coupled with (flow matching on fixed pairs).
+    couplings: Option<Tensor>,
     params: Vec<(String, Var)>,
     net: Box<dyn DiffusionNet>,
     opt: AdamW,
@@ -199,6 +203,7 @@ impl Trainer {
         config.validate()?;
         let data = check_data(&config, data)?;
         let labels = check_labels(&config, &data, labels)?;
+        let lowres = config.super_res.map(|sr| sr.upsampled_lowres(&data)).transpose()?;
         if dir.exists() {
             let empty =
                 dir.is_dir() && std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?.next().is_none();
@@ -222,6 +227,8 @@ impl Trainer {
             config,
             data,
             labels,
+            lowres,
+            couplings: None,
             params,
             net,
             opt,
@@ -248,6 +255,7 @@ impl Trainer {
         let config = TrainConfig::load(&dir.join(CONFIG_FILE))?;
         let data = check_data(&config, data)?;
         let labels = check_labels(&config, &data, labels)?;
+        let lowres = config.super_res.map(|sr| sr.upsampled_lowres(&data)).transpose()?;
         let ckpt = find_checkpoint(dir)?;
         let state = read_state(&ckpt.join(STATE_FILE))?;
         let n = data.dim(0)?;
@@ -311,6 +319,8 @@ impl Trainer {
             config,
             data,
             labels,
+            lowres,
+            couplings: None,
             params,
             net,
             opt,
@@ -324,6 +334,48 @@ impl Trainer {
             last_checkpoint: Some(state.step),
             idx_buf: Vec::new(),
         })
+    }
+
+    /// Train a flow on fixed (noise, data) pairs (reflow, Liu et al. 2023): row i of the data is
+    /// coupled with row i of `noise` (same shape) instead of fresh noise. Flow runs only; a
+    /// resumed reflow run needs the same couplings again.
+    pub fn with_couplings(mut self, noise: Tensor) -> Result<Self> {
+        if !matches!(self.config.method, crate::config::Method::Flow(_)) {
+            return Err(TrainError::invalid(
+                "couplings",
+                "fixed noise couplings apply to flow matching only",
+            ));
+        }
+        if noise.dims() != self.data.dims() {
+            return Err(TrainError::Data(format!(
+                "couplings of shape {:?} for data of shape {:?}",
+                noise.dims(),
+                self.data.dims()
+            )));
+        }
+        let noise = noise.to_dtype(DType::F32)?.contiguous()?;
+        if !noise.sum_all()?.to_scalar::<f32>()?.is_finite() {
+            return Err(TrainError::Data("the couplings contain NaN or infinite values".into()));
+        }
+        self.couplings = Some(noise);
+        Ok(self)
+    }
+
+    /// Start from given weights instead of the seeded initialisation (e.g. reflow from the previous
+    /// flow, as Liu et al. do): every parameter is set from `weights` (names and shapes must match)
+    /// and the EMA restarts from them. Only before the first step.
+    pub fn init_from(&mut self, weights: HashMap<String, Tensor>, origin: &Path) -> Result<()> {
+        if self.step != 0 {
+            return Err(TrainError::invalid("init", "weights can only be set before the first step"));
+        }
+        let dev = self.data.device().clone();
+        let weights = weights
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_device(&dev)?.to_dtype(DType::F32)?)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        assign_params(&self.params, weights, origin)?;
+        self.ema = Ema::new(&self.params, self.config.ema_decay, self.config.ema_warmup)?;
+        Ok(())
     }
 
     /// Change the total number of steps (e.g. to train a finished run longer); rewrites `config.toml`.
@@ -404,10 +456,25 @@ impl Trainer {
             }
             _ => None,
         };
-        let loss = self.objective.batch_loss_with_labels(
-            self.net.as_ref(),
+        // super-resolution: the batch's low-res conditioning, augmented (levels, then noise, from
+        // the run's generator, before the objective's draws)
+        let conditioned = match (&self.lowres, &self.config.super_res) {
+            (Some(up), Some(sr)) => Some(rediffuse_nn::ConditionedNet {
+                net: self.net.as_ref(),
+                cond: sr.training_condition(&up.index_select(&idx, 0)?, &mut self.rng)?,
+            }),
+            _ => None,
+        };
+        let net: &dyn DiffusionNet = match &conditioned {
+            Some(c) => c,
+            None => self.net.as_ref(),
+        };
+        let noise = self.couplings.as_ref().map(|z| z.index_select(&idx, 0)).transpose()?;
+        let loss = self.objective.batch_loss_paired(
+            net,
             &x0,
             labels.as_ref(),
+            noise.as_ref(),
             &mut self.rng,
             self.sampler.as_mut(),
         )?;

@@ -50,10 +50,22 @@ pub fn load_with_labels(
     seed: u64,
     device: &Device,
 ) -> Result<(Tensor, Option<Tensor>)> {
+    load_split_with_labels(spec, n, seed, Split::Train, device)
+}
+
+/// Like [`load_with_labels`], from the given split of an image set.
+pub fn load_split_with_labels(
+    spec: &str,
+    n: Option<usize>,
+    seed: u64,
+    split: Split,
+    device: &Device,
+) -> Result<(Tensor, Option<Tensor>)> {
     match parse(spec)? {
-        Data::Plain(d) => Ok((d.load(n, seed, device)?, None)),
+        Data::Plain(d) if split == Split::Train => Ok((d.load(n, seed, device)?, None)),
+        Data::Plain(_) => bail!("`{spec}` has no test split (only MNIST, Fashion-MNIST and CIFAR-10 do)"),
         Data::Images(img) => {
-            let batch = img.load(n, seed, Split::Train).with_context(|| {
+            let batch = img.load(n, seed, split).with_context(|| {
                 format!(
                     "loading {} (for MNIST/Fashion-MNIST/CIFAR-10 run `rediffuse data fetch` first)",
                     img.name()
@@ -161,6 +173,7 @@ pub fn run_sample_shape(config: &TrainConfig) -> Result<Vec<usize>> {
 pub fn run(c: DataCommand) -> Result<()> {
     match c {
         DataCommand::Export(a) => export(a),
+        DataCommand::Resize(a) => crate::cmd::resize::run(a),
         DataCommand::Fetch(a) => fetch(a),
     }
 }
@@ -174,7 +187,11 @@ fn export(a: ExportArgs) -> Result<()> {
     if let Some(l) = &a.labels_out {
         prepare_output(l, a.force)?;
     }
-    let (x, labels) = load_with_labels(&a.name, n, a.seed, &Device::Cpu)?;
+    let split = match a.split {
+        crate::args::SplitKind::Train => Split::Train,
+        crate::args::SplitKind::Test => Split::Test,
+    };
+    let (x, labels) = load_split_with_labels(&a.name, n, a.seed, split, &Device::Cpu)?;
     if a.labels_out.is_some() && labels.is_none() {
         bail!("{} has no class labels (--labels-out)", a.name);
     }

@@ -21,6 +21,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         bail!("--features/--stats/--save-stats apply to --metric fid|kid|is|prd|memorization");
     }
     let device = Device::Cpu;
+    if a.metric == MetricKind::Psnr {
+        return psnr(&a);
+    }
+    if a.metric == MetricKind::Straightness {
+        return straightness(&a);
+    }
     let samples_path = a.samples.as_ref().context("--samples is required for this metric")?;
     let data = a.data.as_deref().context("--data is required for this metric")?;
     let samples = read_npy_tensor(samples_path, &device)
@@ -62,6 +68,75 @@ pub fn run(a: EvalArgs) -> Result<()> {
         if let (Some(o), Some(e)) = (obj.as_object_mut(), extra.as_object()) {
             o.extend(e.clone());
         }
+        rediffuse_data::npy::write_bytes_atomic(path, serde_json::to_string_pretty(&obj)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `--metric psnr`: the samples against the row-aligned ground truth `--data FILE.npy`.
+fn psnr(a: &EvalArgs) -> Result<()> {
+    let device = Device::Cpu;
+    let samples_path = a.samples.as_ref().context("--samples is required for psnr")?;
+    let data =
+        a.data.as_deref().context("--data (the ground truth .npy, row-aligned) is required for psnr")?;
+    let samples = read_npy_tensor(samples_path, &device)
+        .with_context(|| format!("reading {}", samples_path.display()))?;
+    let truth = read_npy_tensor(Path::new(data), &device).with_context(|| format!("reading {data}"))?;
+    let n = a.n.unwrap_or(samples.dim(0)?);
+    if samples.dims()[1..] != truth.dims()[1..] || samples.dim(0)? < n || truth.dim(0)? < n {
+        bail!(
+            "psnr compares row by row: samples {:?} and ground truth {:?} must have the same shape (first {n} rows)",
+            samples.dims(),
+            truth.dims()
+        );
+    }
+    let (x, d) = tensor_rows(&samples.narrow(0, 0, n)?)?;
+    let (y, _) = tensor_rows(&truth.narrow(0, 0, n)?)?;
+    let p = rediffuse_eval::psnr::psnr(&x, &y, d, 2.0)?;
+    println!(
+        "psnr: {:.4} dB (mean over {n} rows), {:.4} dB (pooled MSE {:.6})",
+        p.mean_db, p.pooled_db, p.mse
+    );
+    if let Some(path) = &a.json {
+        let obj = json!({
+            "metric": "psnr", "value": p.mean_db, "pooled_db": p.pooled_db, "mse": p.mse,
+            "exact_rows": p.exact_rows, "n": n, "samples": samples_path, "data": data,
+        });
+        rediffuse_data::npy::write_bytes_atomic(path, serde_json::to_string_pretty(&obj)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `--metric straightness`: Liu et al.'s straightness of a flow run's ODE paths from `--n` noise
+/// draws (stream k of `--seed`), by `--steps` Euler steps.
+fn straightness(a: &EvalArgs) -> Result<()> {
+    let dir = a.run.as_ref().context("--run (a flow run) is required for straightness")?;
+    let run = rediffuse_train::load_run(dir, !a.no_ema, &Device::Cpu)
+        .with_context(|| format!("loading run {}", dir.display()))?;
+    let rediffuse_train::Method::Flow(flow) = run.config.method else {
+        bail!(
+            "straightness is defined for flow runs (train --method flow), not `{}`",
+            run.config.method.name()
+        );
+    };
+    let n = a.n.unwrap_or(500);
+    let steps = a.steps.unwrap_or(100);
+    if n == 0 || steps == 0 {
+        bail!("--n and --steps must be >= 1");
+    }
+    let shape = run.config.model.sample_shape();
+    let model = rediffuse_sample::continuous::FlowModel::new(&run.denoiser, flow.sigma_min)?;
+    let (mut total, mut done) = (0.0, 0usize);
+    for (start, count) in rediffuse_core::noise::batches(n, a.batch_size.max(1)) {
+        let z = rediffuse_core::NoiseSource::new(a.seed, start as u64, count).randn(&shape, &Device::Cpu)?;
+        let (s, _) = rediffuse_sample::continuous::straightness(&model, &z, steps)?;
+        total += s * count as f64;
+        done += count;
+    }
+    let value = total / done as f64;
+    println!("straightness: {value:.6} (per dimension, {n} paths, {steps} Euler steps)");
+    if let Some(path) = &a.json {
+        let obj = json!({"metric": "straightness", "value": value, "n": n, "steps": steps, "run": dir});
         rediffuse_data::npy::write_bytes_atomic(path, serde_json::to_string_pretty(&obj)?.as_bytes())?;
     }
     Ok(())

@@ -328,7 +328,13 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             );
             rep.fraction_below
         }
-        MetricKind::Swd | MetricKind::Mmd | MetricKind::Energy | MetricKind::Nll | MetricKind::NllOde => {
+        MetricKind::Swd
+        | MetricKind::Mmd
+        | MetricKind::Energy
+        | MetricKind::Nll
+        | MetricKind::NllOde
+        | MetricKind::Straightness
+        | MetricKind::Psnr => {
             bail!("--metric {} is not a feature metric", name(metric))
         }
     };
@@ -353,6 +359,8 @@ fn name(metric: MetricKind) -> &'static str {
         MetricKind::Memorization => "memorization",
         MetricKind::Nll => "nll",
         MetricKind::NllOde => "nll-ode",
+        MetricKind::Psnr => "psnr",
+        MetricKind::Straightness => "straightness",
     }
 }
 

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod cascade;
 pub mod classifier;
 pub mod data;
 pub mod demo;
@@ -9,6 +10,8 @@ pub mod iddpm;
 pub mod inpaint;
 pub mod interpolate;
 pub mod nll;
+pub mod reflow;
+pub mod resize;
 pub mod sample;
 pub mod train;
 pub mod train_eval;

@@ -36,6 +36,8 @@ pub struct Model {
     pub final_sigma: FinalSigma,
     /// Classifier-free guidance of a class-conditional run: the label of every sample and w.
     pub guidance: Option<Guidance>,
+    /// A super-resolution run's low-resolution inputs, one per sample.
+    pub lowres: Option<crate::cmd::cascade::LowRes>,
 }
 
 /// `--class` / `--guidance-scale` (classifier-free) or `--classifier` / `--classifier-scale`:
@@ -57,6 +59,7 @@ impl Model {
             sigma_schedule: None,
             final_sigma: FinalSigma::Zero,
             guidance: None,
+            lowres: None,
         }
     }
 
@@ -68,6 +71,21 @@ impl Model {
     /// The sampler-facing view for the samples `start..start + count` (with guidance, their labels).
     pub fn sample_model_for(&self, start: usize, count: usize) -> Result<SampleModel<'_>> {
         let model = match (&self.source, &self.guidance) {
+            (Source::Run(run), g) if self.lowres.is_some() => {
+                let lr = self.lowres.as_ref().context("no low-res input")?;
+                let cond = lr.condition(run, start, count)?;
+                let guidance = match g {
+                    Some(Guidance { classifier: Some(_), .. }) => {
+                        bail!("classifier guidance of a super-resolution run is not supported")
+                    }
+                    Some(g) => Some((
+                        g.labels.get(start..start + count).context("guidance labels out of range")?,
+                        g.scale,
+                    )),
+                    None => None,
+                };
+                run.super_res_sample_model(cond, guidance)?
+            }
             (Source::Run(run), Some(g)) => {
                 let labels = g.labels.get(start..start + count).context("guidance labels out of range")?;
                 match &g.classifier {
@@ -81,9 +99,16 @@ impl Model {
                 SampleModel::from_discrete(&**denoiser, (**schedule).clone())?
             }
         };
+        let sigma_schedule = match (self.sigma_schedule, &self.source) {
+            (Some(SigmaSchedule::FlowTime { .. }), Source::Run(run)) => match &run.config.method {
+                rediffuse_train::Method::Flow(f) => Some(SigmaSchedule::FlowTime { sigma_min: f.sigma_min }),
+                _ => self.sigma_schedule,
+            },
+            (s, _) => s,
+        };
         Ok(model
             .with_clip_denoised(self.clip_denoised)?
-            .with_sigma_schedule(self.sigma_schedule)?
+            .with_sigma_schedule(sigma_schedule)?
             .with_final_sigma(self.final_sigma))
     }
 
@@ -266,6 +291,8 @@ pub fn sigma_schedule_of(s: &SamplerArgs) -> Result<Option<SigmaSchedule>> {
         }
         (Some(SigmasKind::Logsnr), _) => Some(SigmaSchedule::LogSnr),
         (Some(SigmasKind::Karras), _) => Some(SigmaSchedule::Karras { rho: finite("rho", s.rho, true)? }),
+        // σ_min of a flow run is filled in by `Model::sample_model_for`
+        (Some(SigmasKind::FlowTime), _) => Some(SigmaSchedule::FlowTime { sigma_min: 0.0 }),
     })
 }
 
@@ -369,7 +396,8 @@ pub fn generate(
     let bar = progress::bar(n as u64, quiet, "sample");
     let mut out = Vec::new();
     let mut nfe = 0;
-    let shared = if model.guidance.is_none() { Some(model.sample_model()?) } else { None };
+    let per_sample = model.guidance.is_some() || model.lowres.is_some();
+    let shared = if per_sample { None } else { Some(model.sample_model()?) };
     for (start, count) in batches(n, batch_size) {
         let per_batch = match &shared {
             Some(_) => None,
@@ -421,16 +449,63 @@ pub fn run(a: SampleArgs) -> Result<()> {
     if let Some(path) = &a.labels_out {
         prepare_output(path, a.force)?;
     }
-    let mut model = match (&a.run, &a.analytic) {
+    if let Some(stages) = &a.cascade {
+        return crate::cmd::cascade::run(stages, &a, n);
+    }
+    let model = match (&a.run, &a.analytic) {
         (Some(run), None) => from_run(run, !a.no_ema)?,
         (None, Some(spec)) => analytic(spec, &a)?,
-        _ => bail!("give exactly one of --run RUN_DIR or --analytic KIND:ARG"),
+        _ => bail!("give exactly one of --run RUN_DIR, --analytic KIND:ARG or --cascade BASE,SR"),
     };
+    let lowres = match &a.lowres {
+        Some(p) => Some(crate::cmd::cascade::read_lowres(p, n)?),
+        None => None,
+    };
+    let x0 = sample_stage(model, &a, n, a.seed, lowres, Stage::ALONE)?;
+    if let Some(png) = &a.png {
+        picture(&x0, png, None)?;
+    }
+    Ok(())
+}
+
+/// Which of the sampling flags a stage of `rediffuse sample` uses.
+#[derive(Debug, Clone, Copy)]
+pub struct Stage {
+    /// Write `--out` (and `--labels-out`).
+    pub write: bool,
+    /// Apply `--class`/`--guidance-scale`/`--classifier`.
+    pub guide: bool,
+    /// Start from `--init-noise`.
+    pub init: bool,
+    /// Apply `--aug-level` (super-resolution stages).
+    pub aug: bool,
+}
+
+impl Stage {
+    /// A single-model `rediffuse sample`.
+    pub const ALONE: Stage = Stage { write: true, guide: true, init: true, aug: true };
+}
+
+/// Configure `model` from the sampling flags (sampler, σ grid, guidance, `lowres` input of a
+/// super-resolution run), draw `n` samples with `seed` and write `--out` when `stage.write` (and
+/// the labels of guided samples to `--labels-out`). Returns the samples.
+pub fn sample_stage(
+    mut model: Model,
+    a: &SampleArgs,
+    n: usize,
+    seed: u64,
+    lowres: Option<Tensor>,
+    stage: Stage,
+) -> Result<Tensor> {
+    let write = stage.write;
+    let aug_level = a.aug_level.filter(|_| stage.aug);
+    model.lowres = crate::cmd::cascade::attach_lowres(&model, lowres, aug_level, seed)?;
     let image = model.sample_shape.len() == 3;
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     model.clip_denoised = clip_of(&a.sampler, image)?.map(f64::from);
     model.sigma_schedule = sigma_schedule_of(&a.sampler)?;
     model.guidance = match &a.classifier {
+        _ if !stage.guide => None,
         Some(dir) => {
             if a.guidance_scale.is_some() {
                 bail!(
@@ -446,7 +521,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
         FinalSigmaKind::SigmaMin => FinalSigma::SigmaMin,
     };
     let init = match &a.init_noise {
-        Some(p) => {
+        Some(p) if stage.init => {
             let x = read_npy_tensor(p, &Device::Cpu).with_context(|| format!("reading {}", p.display()))?;
             let mut want = vec![n];
             want.extend_from_slice(&model.sample_shape);
@@ -460,28 +535,28 @@ pub fn run(a: SampleArgs) -> Result<()> {
             }
             Some(x)
         }
-        None => None,
+        _ => None,
     };
     let start = std::time::Instant::now();
-    let (x0, nfe) = generate(&model, &spec, n, a.seed, a.batch_size.max(1), init.as_ref(), a.quiet, None)?;
-    let dtype = if a.f64 { NpyDtype::F64 } else { NpyDtype::F32 };
-    write_npy_tensor(&a.out, &x0, dtype).with_context(|| format!("writing {}", a.out.display()))?;
-    if let (Some(path), Some(g)) = (&a.labels_out, &model.guidance) {
-        let v: Vec<f32> = g.labels.iter().map(|&y| y as f32).collect();
-        rediffuse_data::npy::write_npy(path, &[v.len()], &v, NpyDtype::F32)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(png) = &a.png {
-        picture(&x0, png, None)?;
+    let (x0, nfe) = generate(&model, &spec, n, seed, a.batch_size.max(1), init.as_ref(), a.quiet, None)?;
+    if write {
+        let dtype = if a.f64 { NpyDtype::F64 } else { NpyDtype::F32 };
+        write_npy_tensor(&a.out, &x0, dtype).with_context(|| format!("writing {}", a.out.display()))?;
+        if let (Some(path), Some(g)) = (&a.labels_out, &model.guidance) {
+            let v: Vec<f32> = g.labels.iter().map(|&y| y as f32).collect();
+            rediffuse_data::npy::write_npy(path, &[v.len()], &v, NpyDtype::F32)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
     }
     if !a.quiet {
         eprintln!(
-            "wrote {n} samples {:?} to {} ({}, {nfe} model evaluations per batch, {:.1} s)",
+            "{} {n} samples {:?}{} ({}, {nfe} model evaluations per batch, {:.1} s)",
+            if write { "wrote" } else { "drew" },
             x0.dims(),
-            a.out.display(),
+            if write { format!(" to {}", a.out.display()) } else { String::new() },
             spec.name(),
             start.elapsed().as_secs_f64()
         );
     }
-    Ok(())
+    Ok(x0)
 }

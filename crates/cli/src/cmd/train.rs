@@ -78,6 +78,20 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         }
         cfg.p_uncond = p;
     }
+    if let Some(f) = a.super_res {
+        if !matches!(cfg.model, ModelConfig::Unet(_)) {
+            bail!("--super-res trains a U-Net: add --model unet (and a --preset for .npy data)");
+        }
+        let mut sr = cfg.super_res.unwrap_or(rediffuse_train::SuperResConfig::new(f));
+        sr.factor = f;
+        cfg.super_res = Some(sr);
+    }
+    if let Some(s) = a.aug_max {
+        let Some(sr) = &mut cfg.super_res else {
+            bail!("--aug-max applies to super-resolution training (--super-res)");
+        };
+        sr.aug_max = s;
+    }
     if a.hidden.is_some() || a.layers.is_some() {
         let ModelConfig::Mlp(m) = &mut cfg.model else {
             bail!("--hidden and --layers apply to --model mlp only");
@@ -136,6 +150,20 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
                 "--schedule, --timesteps, --prediction and --zero-terminal-snr apply to --method ddpm \
                  (and the first three to iddpm) only"
             );
+        }
+        _ => {}
+    }
+    match &mut cfg.method {
+        Method::Flow(f) => {
+            if let Some(s) = a.flow_sigma_min {
+                f.sigma_min = s;
+            }
+            if a.ot_coupling {
+                f.coupling = rediffuse_train::config::Coupling::MinibatchOt;
+            }
+        }
+        _ if a.flow_sigma_min.is_some() || a.ot_coupling => {
+            bail!("--flow-sigma-min and --ot-coupling apply to --method flow")
         }
         _ => {}
     }
@@ -214,18 +242,32 @@ fn train_in_with(
     let device = Device::Cpu;
     // the evaluator (reference data, feature network) is set up before the run folder is
     // written, so a bad --eval-* setting leaves nothing behind
-    let (mut trainer, mut evaluator) = match cfg {
+    let (mut trainer, evaluator) = match cfg {
         Some(mut cfg) => {
             let (data, labels) = load_training_set(&cfg, &device)?;
             if let (Some(0), Some(l)) = (cfg.model.num_classes(), &labels) {
                 // `--class-cond`: as many classes as the data set has
                 cfg.model.set_num_classes(Some(count_classes(l)?));
             }
-            if let (true, ModelConfig::Mlp(m)) = (infer_dim, &mut cfg.model) {
-                let shape = MlpConfig::for_shape(&data.dims()[1..]);
-                (m.data_dim, m.sample_shape) = (shape.data_dim, shape.sample_shape);
+            match (infer_dim, &mut cfg.model, &data.dims()[1..]) {
+                (true, ModelConfig::Mlp(m), shape) => {
+                    let shape = MlpConfig::for_shape(shape);
+                    (m.data_dim, m.sample_shape) = (shape.data_dim, shape.sample_shape);
+                }
+                (true, ModelConfig::Unet(u), &[c, h, w]) if h == w => {
+                    // a preset's U-Net on images of another size or channel count (e.g. a .npy)
+                    (u.image_size, u.in_channels, u.out_channels) = (h, c, c);
+                }
+                _ => {}
+            }
+            if let (Some(_), ModelConfig::Unet(u)) = (&cfg.super_res, &mut cfg.model) {
+                // the image, then the augmented low-res image and its level
+                u.in_channels = u.out_channels + rediffuse_core::superres::cond_channels(u.out_channels);
             }
             cfg.validate()?;
+            if cfg.couplings.is_some() {
+                bail!("fixed couplings come from `rediffuse reflow`, not from a training config");
+            }
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
             (Trainer::create_with_labels(out, cfg, data, labels)?, evaluator)
         }
@@ -238,6 +280,11 @@ fn train_in_with(
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
             let (data, labels) = load_training_set(&cfg, &device)?;
             let mut trainer = Trainer::resume_with_labels(out, data, labels)?;
+            if let Some(path) = &cfg.couplings {
+                let z = crate::cmd::data::load(path, None, cfg.seed, &device)
+                    .with_context(|| format!("loading the run's couplings `{path}`"))?;
+                trainer = trainer.with_couplings(z)?;
+            }
             if eval_args.is_some() {
                 trainer.set_eval(cfg.eval)?;
             }
@@ -247,6 +294,17 @@ fn train_in_with(
     if let Some(steps) = extra_steps {
         trainer.set_total_steps(steps)?;
     }
+    drive(out, trainer, evaluator, quiet)
+}
+
+/// Run `trainer` to its total steps with a progress bar, then draw the loss (and evaluation)
+/// curves into `out` and print a summary.
+pub fn drive(
+    out: &Path,
+    mut trainer: Trainer,
+    mut evaluator: Option<crate::cmd::train_eval::FidKidEval>,
+    quiet: bool,
+) -> Result<()> {
     let cfg = trainer.config().clone();
     if !quiet {
         eprintln!(

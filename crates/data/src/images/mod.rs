@@ -22,6 +22,6 @@ pub use digits::{load_digits, DIGITS_COUNT, DIGITS_CSV_GZ};
 pub use error::{ImageError, Result};
 pub use folder::{resize_center_crop, ImageFolder};
 pub use idx::{find_idx_file, idx_image_set, load_mnist_dir, maybe_gunzip, parse_idx, read_idx, IdxArray};
-pub use resize::bilinear_resize;
+pub use resize::{bicubic_resize, bilinear_resize};
 pub use set::{ImageDataset, ImageSet};
 pub use spec::{load_images, sample_indices, ImageSpec, Split, DEFAULT_FOLDER_SIZE};

@@ -6,6 +6,7 @@ pub mod analytic;
 pub mod dpm_solver;
 pub mod edm;
 pub mod error;
+pub mod flow;
 pub mod langevin;
 pub mod likelihood;
 pub mod losses;
@@ -24,6 +25,7 @@ pub use dpm_solver::{
 };
 pub use edm::{edm_heun, edm_stochastic, euler, EdmChurn};
 pub use error::{ContinuousError, Result};
+pub use flow::{straightness, FlowModel, FLOW_TIME_SCALE, FLOW_T_EPS};
 pub use langevin::{annealed_langevin, AnnealedLangevin};
 pub use likelihood::{
     bits_per_dim, nll_bits_per_dim, ode_log_likelihood, Divergence, LikelihoodOptions, LikelihoodOutput,

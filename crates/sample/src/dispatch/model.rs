@@ -112,6 +112,9 @@ pub struct SampleModel<'a> {
     pub(super) final_sigma: super::FinalSigma,
     /// Built from a discrete-time model (the network or analytic denoiser sees training timesteps).
     pub(super) discrete_native: bool,
+    /// The model family's own default σ grid (flow runs: uniform in flow time), used when
+    /// `sigma_schedule` is unset ([`SampleModel::with_native_sigma_schedule`]).
+    pub(super) native_schedule: Option<super::SigmaSchedule>,
 }
 
 impl<'a> SampleModel<'a> {
@@ -160,6 +163,7 @@ impl<'a> SampleModel<'a> {
             sigma_schedule: None,
             final_sigma: super::FinalSigma::Zero,
             discrete_native: true,
+            native_schedule: None,
         })
     }
 
@@ -196,6 +200,7 @@ impl<'a> SampleModel<'a> {
             sigma_schedule: None,
             final_sigma: super::FinalSigma::Zero,
             discrete_native: false,
+            native_schedule: None,
         })
     }
 
@@ -245,6 +250,13 @@ impl<'a> SampleModel<'a> {
     }
 
     /// Where the σ-space samplers' grids end ([`super::FinalSigma`]; default σ = 0).
+    /// The σ grid samplers use by default for this model family (overridden by
+    /// [`SampleModel::with_sigma_schedule`]).
+    pub fn with_native_sigma_schedule(mut self, schedule: super::SigmaSchedule) -> Self {
+        self.native_schedule = Some(schedule);
+        self
+    }
+
     pub fn with_final_sigma(mut self, final_sigma: super::FinalSigma) -> Self {
         self.final_sigma = final_sigma;
         self

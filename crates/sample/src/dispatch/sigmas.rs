@@ -33,6 +33,10 @@ pub enum SigmaSchedule {
         #[serde(default = "default_lambda_min_clipped")]
         lambda_min_clipped: Option<f64>,
     },
+    /// Uniform in flow time t = 1/(σ + 1 − σ_min) (`rediffuse_core::flow`) from the frame's σ_max
+    /// to t = 1: t_i = t₀ + i(1 − t₀)/steps, so that Euler on it is rectified flow's Euler in t
+    /// (the default of flow-matching runs; one step allowed).
+    FlowTime { sigma_min: f64 },
 }
 
 /// The default λ clip of [`SigmaSchedule::Timesteps`]: −5.1, diffusers' recommended value for the
@@ -77,7 +81,7 @@ impl SampleModel<'_> {
     /// diffusers' linspace timesteps for discrete-time models (DDPM-trained networks, analytic
     /// denoisers on a schedule), else uniform in λ (DPM family) or Karras ρ = 7 (Euler, Heun).
     pub fn default_sigma_schedule(&self, family: GridFamily) -> SigmaSchedule {
-        match (self.sigma_schedule, self.discrete_native, family) {
+        match (self.sigma_schedule.or(self.native_schedule), self.discrete_native, family) {
             (Some(s), _, _) => s,
             (None, true, _) => SigmaSchedule::timesteps(TimestepSpacing::Linspace),
             (None, false, GridFamily::Dpm) => SigmaSchedule::LogSnr,
@@ -88,7 +92,8 @@ impl SampleModel<'_> {
     /// σ₀ > … > σ_{steps−1} > 0 of `schedule` for `family`, then 0 or σ_min ([`FinalSigma`]):
     /// `steps + 1` values.
     pub fn sigma_grid(&self, schedule: SigmaSchedule, family: GridFamily, steps: usize) -> Result<Vec<f64>> {
-        if steps < 2 && !matches!(schedule, SigmaSchedule::Timesteps { .. }) {
+        if steps < 2 && !matches!(schedule, SigmaSchedule::Timesteps { .. } | SigmaSchedule::FlowTime { .. })
+        {
             return Err(invalid("steps", format!("need at least 2 steps, got {steps}")));
         }
         if steps == 0 {
@@ -111,6 +116,7 @@ impl SampleModel<'_> {
             SigmaSchedule::Timesteps { spacing, lambda_min_clipped } => {
                 timestep_sigmas(&self.schedule, spacing, family, steps, lambda_min_clipped)?
             }
+            SigmaSchedule::FlowTime { sigma_min } => flow_time_sigmas(f.sigma_max, sigma_min, steps)?,
         };
         out.push(match self.final_sigma {
             FinalSigma::Zero => 0.0,
@@ -124,6 +130,19 @@ impl SampleModel<'_> {
         }
         Ok(out)
     }
+}
+
+/// σ₀ = `sigma_max` > … > σ_{steps−1}: the σ-space levels of flow times uniform from
+/// t₀ = t(σ_max) to 1 (the last, t = 1, is left for the final level).
+fn flow_time_sigmas(sigma_max: f64, sigma_min: f64, steps: usize) -> Result<Vec<f64>> {
+    rediffuse_core::flow::check_sigma_min(sigma_min)?;
+    let t0 = rediffuse_core::flow::time_of_sigma(sigma_max, sigma_min);
+    Ok((0..steps)
+        .map(|i| {
+            let t = t0 + i as f64 * (1.0 - t0) / steps as f64;
+            rediffuse_core::flow::sigma_of_time(t, sigma_min)
+        })
+        .collect())
 }
 
 /// Diffusers' inference timesteps (descending, possibly fractional for the Euler family).
