@@ -35,6 +35,33 @@ pub enum Command {
     /// Rectified-flow reflow (Liu et al. 2023): couple noise with a flow run's own samples by its
     /// ODE and train the next flow on those fixed pairs (k-RF → (k+1)-RF) into a new run folder.
     Reflow(ReflowArgs),
+    /// Progressive distillation (Salimans & Ho 2022): train students that take half the teacher's
+    /// DDIM steps, round after round (N, N/2, …), each round a run folder OUT/steps-N.
+    Distill(DistillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    /// The teacher run (any unconditional method).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Folder of the rounds (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Steps of the first student (the teacher samples with twice as many).
+    #[arg(long, allow_negative_numbers = true)]
+    pub student_steps: i64,
+    /// Number of rounds (each halves the steps; stops at 1 step).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// ρ of the nested Karras grid the rounds share.
+    #[arg(long, default_value_t = 7.0, allow_negative_numbers = true)]
+    pub rho: f64,
+    /// Training steps per round etc. (default: the teacher's settings).
+    #[command(flatten)]
+    pub optim: OptimArgs,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -328,6 +355,9 @@ pub enum SigmasKind {
     Karras,
     /// Uniform in flow time t (flow-matching runs' default: Euler is rectified flow's Euler).
     FlowTime,
+    /// Karras' grid without its σ_min end (--rho), nested under halving: progressively distilled
+    /// runs' default; a teacher sampled with twice the steps walks the grid its student learned.
+    NestedKarras,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

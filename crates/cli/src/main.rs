@@ -27,6 +27,7 @@ fn main() {
         args::Command::Interpolate(a) => cmd::interpolate::run(a),
         args::Command::Inpaint(a) => cmd::inpaint::run(a),
         args::Command::Reflow(a) => cmd::reflow::run(a),
+        args::Command::Distill(a) => cmd::distill::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

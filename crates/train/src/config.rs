@@ -383,6 +383,9 @@ pub struct TrainConfig {
     /// caller like `data`, see `Trainer::with_couplings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub couplings: Option<String>,
+    /// Progressive distillation: the student of a teacher run (`[distill]`, see [`crate::distill`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<crate::distill::DistillConfig>,
     pub model: ModelConfig,
     pub method: Method,
 }
@@ -415,6 +418,7 @@ impl TrainConfig {
             p_uncond: default_p_uncond(),
             super_res: None,
             couplings: None,
+            distill: None,
             model,
             method,
         }
@@ -468,6 +472,15 @@ impl TrainConfig {
         self.method.validate()?;
         if let Some(e) = &self.eval {
             e.validate()?;
+        }
+        if let Some(d) = &self.distill {
+            d.validate()?;
+            if self.super_res.is_some() || self.couplings.is_some() || self.model.num_classes().is_some() {
+                return Err(TrainError::invalid(
+                    "distill",
+                    "progressive distillation applies to unconditional runs without couplings",
+                ));
+            }
         }
         if self.couplings.is_some() && !matches!(self.method, Method::Flow(_)) {
             return Err(TrainError::invalid(

@@ -85,27 +85,7 @@ impl LoadedRun {
     /// `ContinuousModel` with the method's time input (score SDE: 999·t; NCSN: the fractional level
     /// index on the VE SDE over [σ_L, σ₁]), or `EdmPrecond` (EDM).
     pub fn sigma_model(&self) -> Result<Box<dyn SigmaDenoiser + '_>> {
-        let net = &self.denoiser;
-        Ok(match &self.config.method {
-            Method::Ddpm { .. } => Box::new(DiscreteModel {
-                model: net,
-                sigmas: finite_discrete_sigmas(&self.schedule)?,
-                quantize: false,
-            }),
-            Method::Iddpm { .. } => Box::new(DiscreteModel {
-                model: LearnedVarianceDenoiser::new(net),
-                sigmas: finite_discrete_sigmas(&self.schedule)?,
-                quantize: false,
-            }),
-            Method::Edm(cfg) => Box::new(EdmPrecond::new(net, *cfg)?),
-            Method::Flow(cfg) => Box::new(FlowModel::new(net, cfg.sigma_min)?),
-            Method::Ncsn { .. } | Method::ScoreSde { .. } => Box::new(self.continuous_model()?),
-        })
-    }
-
-    /// NCSN / score-SDE network as a `ContinuousModel` with the training time convention.
-    fn continuous_model(&self) -> Result<ContinuousModel<&NetDenoiser>> {
-        self.continuous_model_of(&self.denoiser)
+        sigma_view(&self.config.method, &self.schedule, &self.denoiser)
     }
 
     fn continuous_model_of<D: Denoiser>(&self, net: D) -> Result<ContinuousModel<D>> {
@@ -284,6 +264,10 @@ impl LoadedRun {
             )?
             .with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min }),
         };
+        let m = match &self.config.distill {
+            Some(d) => m.with_native_sigma_schedule(d.schedule()),
+            None => m,
+        };
         Ok(match &self.config.method {
             Method::Ncsn { sigma_max, sigma_min, levels } => {
                 m.with_levels(geometric_sigmas(*sigma_max, *sigma_min, *levels)?)?
@@ -291,6 +275,34 @@ impl LoadedRun {
             _ => m,
         })
     }
+}
+
+/// The σ-space view of a network `net` trained with `method` (its discrete `schedule`):
+/// `DiscreteModel` (DDPM; iDDPM on the mean half, `LearnedVarianceDenoiser`), `ContinuousModel`
+/// with the method's time input (score SDE, NCSN), `EdmPrecond` (EDM) or `FlowModel` (flow).
+pub fn sigma_view<'a, D: Denoiser + 'a>(
+    method: &Method,
+    schedule: &DiffusionSchedule,
+    net: D,
+) -> Result<Box<dyn SigmaDenoiser + 'a>> {
+    Ok(match method {
+        Method::Ddpm { .. } => {
+            Box::new(DiscreteModel { model: net, sigmas: finite_discrete_sigmas(schedule)?, quantize: false })
+        }
+        Method::Iddpm { .. } => Box::new(DiscreteModel {
+            model: LearnedVarianceDenoiser::new(net),
+            sigmas: finite_discrete_sigmas(schedule)?,
+            quantize: false,
+        }),
+        Method::Edm(cfg) => Box::new(EdmPrecond::new(net, *cfg)?),
+        Method::Flow(cfg) => Box::new(FlowModel::new(net, cfg.sigma_min)?),
+        Method::Ncsn { .. } | Method::ScoreSde { .. } => {
+            let ti = sampling_time_input(method).ok_or_else(|| {
+                TrainError::invalid("method", format!("{} is not a score-SDE/NCSN method", method.name()))
+            })?;
+            Box::new(ContinuousModel::new(net, method.continuous_sde()?, ti)?)
+        }
+    })
 }
 
 /// Load `dir/config.toml` and the latest checkpoint's weights (`ema.safetensors` when

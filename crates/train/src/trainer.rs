@@ -98,6 +98,8 @@ pub struct Trainer {
     lowres: Option<Tensor>,
     /// Reflow: the noise each row of `data` is coupled with (flow matching on fixed pairs).
     couplings: Option<Tensor>,
+    /// Progressive distillation: the frozen teacher (the loss replaces the method's objective).
+    teacher: Option<crate::distill::Teacher>,
     params: Vec<(String, Var)>,
     net: Box<dyn DiffusionNet>,
     opt: AdamW,
@@ -204,6 +206,7 @@ impl Trainer {
         let data = check_data(&config, data)?;
         let labels = check_labels(&config, &data, labels)?;
         let lowres = config.super_res.map(|sr| sr.upsampled_lowres(&data)).transpose()?;
+        let teacher = crate::distill::Teacher::load(&config, data.device())?;
         if dir.exists() {
             let empty =
                 dir.is_dir() && std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?.next().is_none();
@@ -229,6 +232,7 @@ impl Trainer {
             labels,
             lowres,
             couplings: None,
+            teacher,
             params,
             net,
             opt,
@@ -256,6 +260,7 @@ impl Trainer {
         let data = check_data(&config, data)?;
         let labels = check_labels(&config, &data, labels)?;
         let lowres = config.super_res.map(|sr| sr.upsampled_lowres(&data)).transpose()?;
+        let teacher = crate::distill::Teacher::load(&config, data.device())?;
         let ckpt = find_checkpoint(dir)?;
         let state = read_state(&ckpt.join(STATE_FILE))?;
         let n = data.dim(0)?;
@@ -321,6 +326,7 @@ impl Trainer {
             labels,
             lowres,
             couplings: None,
+            teacher,
             params,
             net,
             opt,
@@ -470,14 +476,17 @@ impl Trainer {
             None => self.net.as_ref(),
         };
         let noise = self.couplings.as_ref().map(|z| z.index_select(&idx, 0)).transpose()?;
-        let loss = self.objective.batch_loss_paired(
-            net,
-            &x0,
-            labels.as_ref(),
-            noise.as_ref(),
-            &mut self.rng,
-            self.sampler.as_mut(),
-        )?;
+        let loss = match &self.teacher {
+            Some(t) => t.loss_per_sample(&self.config, net, &x0, &mut self.rng)?.mean_all()?,
+            None => self.objective.batch_loss_paired(
+                net,
+                &x0,
+                labels.as_ref(),
+                noise.as_ref(),
+                &mut self.rng,
+                self.sampler.as_mut(),
+            )?,
+        };
         let grads = loss.backward()?;
         let k = self.step + 1;
         let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);

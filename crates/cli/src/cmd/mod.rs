@@ -4,6 +4,7 @@ pub mod cascade;
 pub mod classifier;
 pub mod data;
 pub mod demo;
+pub mod distill;
 pub mod eval;
 pub mod features;
 pub mod iddpm;

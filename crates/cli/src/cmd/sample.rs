@@ -293,6 +293,9 @@ pub fn sigma_schedule_of(s: &SamplerArgs) -> Result<Option<SigmaSchedule>> {
         (Some(SigmasKind::Karras), _) => Some(SigmaSchedule::Karras { rho: finite("rho", s.rho, true)? }),
         // σ_min of a flow run is filled in by `Model::sample_model_for`
         (Some(SigmasKind::FlowTime), _) => Some(SigmaSchedule::FlowTime { sigma_min: 0.0 }),
+        (Some(SigmasKind::NestedKarras), _) => {
+            Some(SigmaSchedule::NestedKarras { rho: finite("rho", s.rho, true)? })
+        }
     })
 }
 

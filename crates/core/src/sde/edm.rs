@@ -93,9 +93,42 @@ pub fn karras_sigmas(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> 
     Ok(out)
 }
 
+/// Karras' ρ-schedule without its end point, for progressive distillation's nested grids:
+/// σ_i = (σ_max^{1/ρ} + (i/steps)(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ for i = 0, …, steps − 1, then 0
+/// (`steps + 1` values). Every point of the `steps` grid is the even point of the `2·steps` one,
+/// so a student of N steps is trained on the teacher's 2N-step grid.
+pub fn nested_karras_sigmas(steps: usize, sigma_min: f64, sigma_max: f64, rho: f64) -> Result<Vec<f64>> {
+    check_positive("sigma_min", sigma_min)?;
+    check_positive("sigma_max", sigma_max)?;
+    check_positive("rho", rho)?;
+    if sigma_min >= sigma_max {
+        return Err(CoreError::invalid("sigma_min", "must be smaller than sigma_max"));
+    }
+    if steps == 0 {
+        return Err(CoreError::invalid("steps", "need at least 1 step"));
+    }
+    let (a, b) = (sigma_max.powf(1.0 / rho), sigma_min.powf(1.0 / rho));
+    let mut out: Vec<f64> = (0..steps).map(|i| (a + i as f64 / steps as f64 * (b - a)).powf(rho)).collect();
+    out.push(0.0);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nested_grids_nest() {
+        let g4 = nested_karras_sigmas(4, 0.002, 80.0, 7.0).unwrap();
+        let g8 = nested_karras_sigmas(8, 0.002, 80.0, 7.0).unwrap();
+        assert_eq!(g4.len(), 5);
+        assert_eq!(g4[0], 80.0);
+        for k in 0..=4 {
+            assert!((g4[k] - g8[2 * k]).abs() <= 1e-12 * g4[k].max(1.0), "{k}");
+        }
+        assert_eq!(nested_karras_sigmas(1, 0.002, 80.0, 7.0).unwrap(), vec![80.0, 0.0]);
+        assert!(nested_karras_sigmas(0, 0.002, 80.0, 7.0).is_err());
+    }
 
     #[test]
     fn preconditioning_identities() {

@@ -37,6 +37,10 @@ pub enum SigmaSchedule {
     /// to t = 1: t_i = t₀ + i(1 − t₀)/steps, so that Euler on it is rectified flow's Euler in t
     /// (the default of flow-matching runs; one step allowed).
     FlowTime { sigma_min: f64 },
+    /// Karras' ρ-schedule over the frame without its σ_min end point
+    /// (`rediffuse_core::sde::nested_karras_sigmas`): the N-step grid is every other point of the
+    /// 2N-step one (progressively distilled runs' default; one step allowed).
+    NestedKarras { rho: f64 },
 }
 
 /// The default λ clip of [`SigmaSchedule::Timesteps`]: −5.1, diffusers' recommended value for the
@@ -92,8 +96,13 @@ impl SampleModel<'_> {
     /// σ₀ > … > σ_{steps−1} > 0 of `schedule` for `family`, then 0 or σ_min ([`FinalSigma`]):
     /// `steps + 1` values.
     pub fn sigma_grid(&self, schedule: SigmaSchedule, family: GridFamily, steps: usize) -> Result<Vec<f64>> {
-        if steps < 2 && !matches!(schedule, SigmaSchedule::Timesteps { .. } | SigmaSchedule::FlowTime { .. })
-        {
+        let one_step_ok = matches!(
+            schedule,
+            SigmaSchedule::Timesteps { .. }
+                | SigmaSchedule::FlowTime { .. }
+                | SigmaSchedule::NestedKarras { .. }
+        );
+        if steps < 2 && !one_step_ok {
             return Err(invalid("steps", format!("need at least 2 steps, got {steps}")));
         }
         if steps == 0 {
@@ -117,6 +126,11 @@ impl SampleModel<'_> {
                 timestep_sigmas(&self.schedule, spacing, family, steps, lambda_min_clipped)?
             }
             SigmaSchedule::FlowTime { sigma_min } => flow_time_sigmas(f.sigma_max, sigma_min, steps)?,
+            SigmaSchedule::NestedKarras { rho } => {
+                let mut k = rediffuse_core::sde::nested_karras_sigmas(steps, f.sigma_min, f.sigma_max, rho)?;
+                k.pop();
+                k
+            }
         };
         out.push(match self.final_sigma {
             FinalSigma::Zero => 0.0,
