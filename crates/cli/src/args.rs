@@ -131,6 +131,8 @@ pub enum MethodKind {
     /// Flow matching / rectified flow: linear interpolant, velocity regression (--flow-sigma-min,
     /// --ot-coupling).
     Flow,
+    /// Consistency models: consistency training, or distillation with --teacher RUN.
+    Consistency,
 }
 
 impl MethodKind {
@@ -144,6 +146,7 @@ impl MethodKind {
             MethodKind::SubvpSde => "subvp-sde",
             MethodKind::Edm => "edm",
             MethodKind::Flow => "flow",
+            MethodKind::Consistency => "consistency",
         }
     }
 }
@@ -235,6 +238,19 @@ pub struct TrainArgs {
     /// Flow matching: pair each batch's noise with its examples by exact minibatch optimal transport.
     #[arg(long)]
     pub ot_coupling: bool,
+    /// Consistency distillation: the teacher run (any method) whose Heun ODE steps the student
+    /// matches (default: consistency training without a teacher).
+    #[arg(long)]
+    pub teacher: Option<PathBuf>,
+    /// Consistency models: N of the discretisation (distillation; default 18).
+    #[arg(long)]
+    pub cm_steps: Option<usize>,
+    /// Consistency models: the improved-CT pseudo-Huber distance instead of L2.
+    #[arg(long)]
+    pub pseudo_huber: bool,
+    /// Consistency models: draw the discretisation index log-normally (P_mean −1.1, P_std 2; improved CT).
+    #[arg(long)]
+    pub lognormal_index: bool,
     /// Super-resolution model (cascaded diffusion): condition a U-Net on each image's
     /// FACTOR×-downsampled version, upsampled back and given as extra input channels.
     #[arg(long)]
@@ -314,6 +330,8 @@ pub enum SamplerKind {
     EdmHeun,
     /// EDM stochastic sampler (Algorithm 2).
     EdmStochastic,
+    /// Multistep consistency sampling (Song et al. 2023) on consistency runs (--steps, default 1).
+    Consistency,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -8,6 +8,7 @@
 //!     model.safetensors  network weights (stable parameter names)
 //!     ema.safetensors    EMA weights (same names)
 //!     optimizer.safetensors  AdamW state: m.<name>, v.<name>, step
+//!     target.safetensors consistency runs: the target network θ⁻
 //!     state.json         TrainState: step, RNG, data order, EMA count, loss accumulator
 //!                        (and iDDPM's importance-sampler history)
 //! ```
@@ -34,6 +35,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const EMA_FILE: &str = "ema.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
+/// Consistency runs: the target network θ⁻.
+pub const TARGET_FILE: &str = "target.safetensors";
 
 /// Version of the `state.json` layout.
 pub const STATE_FORMAT: u32 = 1;
@@ -66,6 +69,8 @@ pub struct CheckpointTensors {
     pub model: HashMap<String, Tensor>,
     pub ema: HashMap<String, Tensor>,
     pub optimizer: HashMap<String, Tensor>,
+    /// Consistency runs: the target network's weights.
+    pub target: Option<HashMap<String, Tensor>>,
 }
 
 /// Write a complete checkpoint into `run_dir/checkpoint/`, replacing the previous one.
@@ -78,6 +83,9 @@ pub fn write_checkpoint(run_dir: &Path, tensors: &CheckpointTensors, state: &Tra
     save_safetensors_synced(&tensors.model, &staged.join(MODEL_FILE))?;
     save_safetensors_synced(&tensors.ema, &staged.join(EMA_FILE))?;
     save_safetensors_synced(&tensors.optimizer, &staged.join(OPTIMIZER_FILE))?;
+    if let Some(t) = &tensors.target {
+        save_safetensors_synced(t, &staged.join(TARGET_FILE))?;
+    }
     let json =
         serde_json::to_vec_pretty(state).map_err(|e| TrainError::corrupt(staged.join(STATE_FILE), e))?;
     write_atomic(&staged.join(STATE_FILE), &json)?;

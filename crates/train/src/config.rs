@@ -59,6 +59,9 @@ pub enum Method {
     /// 2023): x_t = t·x₁ + (1 − (1 − σ_min)t)·x₀, t ~ U[0, 1], the network (time input 999·t)
     /// regresses the velocity x₁ − (1 − σ_min)x₀ (`rediffuse_core::flow`).
     Flow(FlowConfig),
+    /// Consistency models (Song et al. 2023): consistency distillation from a teacher run, or
+    /// consistency training without one (`crate::consistency`).
+    Consistency(crate::consistency::ConsistencyConfig),
 }
 
 /// How flow matching pairs noise with data in a batch.
@@ -138,8 +141,8 @@ impl Method {
     }
 
     /// The command-line names of the methods [`Method::preset`] knows.
-    pub const PRESET_NAMES: [&'static str; 8] =
-        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm", "flow"];
+    pub const PRESET_NAMES: [&'static str; 9] =
+        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm", "flow", "consistency"];
 
     /// The default method of a command-line name: `ddpm`, `iddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`
     /// (score SDEs with the standard β ∈ [0.1, 20] or σ ∈ [0.01, 50]).
@@ -153,6 +156,7 @@ impl Method {
             "subvp-sde" => Self::score_sde(Sde::sub_vp()),
             "edm" => Self::edm_default(),
             "flow" => Method::Flow(FlowConfig::default()),
+            "consistency" => Method::Consistency(crate::consistency::ConsistencyConfig::default()),
             _ => return None,
         })
     }
@@ -168,6 +172,7 @@ impl Method {
             Method::ScoreSde { sde: Sde::SubVp { .. }, .. } => "subvp-sde",
             Method::Edm(_) => "edm",
             Method::Flow(_) => "flow",
+            Method::Consistency(_) => "consistency",
         }
     }
 
@@ -206,6 +211,7 @@ impl Method {
                 let (sigma_min, sigma_max) = c.sigma_range();
                 Sde::Ve { sigma_min, sigma_max }
             }
+            Method::Consistency(c) => Sde::Ve { sigma_min: c.sigma_min, sigma_max: c.sigma_max },
         };
         sde.validate()?;
         Ok(sde)
@@ -222,7 +228,7 @@ impl Method {
             Method::Ncsn { .. } => Prediction::Epsilon,
             // EDM's F and a flow's velocity are no standard parameterisation (`EdmPrecond`,
             // `FlowModel` turn them into x̂₀)
-            Method::Edm(_) | Method::Flow(_) => Prediction::Sample,
+            Method::Edm(_) | Method::Flow(_) | Method::Consistency(_) => Prediction::Sample,
         }
     }
 
@@ -286,6 +292,7 @@ impl Method {
             Method::Flow(c) => {
                 rediffuse_core::flow::check_sigma_min(c.sigma_min).map_err(|e| nested("method", e))
             }
+            Method::Consistency(c) => c.validate(),
         }
     }
 }

@@ -36,6 +36,11 @@ impl Ema {
     /// Fold the current parameters (same order as at construction) into the average.
     pub fn update(&mut self, params: &[(String, Var)]) -> Result<()> {
         let d = self.current_decay();
+        self.update_with_decay(params, d)
+    }
+
+    /// [`Ema::update`] with an explicit decay `d` (e.g. a consistency model's μ(k)).
+    pub fn update_with_decay(&mut self, params: &[(String, Var)], d: f64) -> Result<()> {
         for ((_, s), (_, p)) in self.shadow.iter_mut().zip(params) {
             let pt = p.as_tensor();
             if fusable(s) && fusable(pt) {

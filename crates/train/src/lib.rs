@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod classifier_guidance;
 pub mod config;
+pub mod consistency;
 pub mod distill;
 pub mod ema;
 pub mod error;

@@ -44,7 +44,11 @@ pub fn sampling_time_input(method: &Method) -> Option<TimeInput> {
     match method {
         Method::Ncsn { levels, .. } => Some(TimeInput::Scaled { scale: *levels as f64 - 1.0 }),
         Method::ScoreSde { .. } => Some(TimeInput::Scaled { scale: SDE_TIME_SCALE }),
-        Method::Ddpm { .. } | Method::Iddpm { .. } | Method::Edm(_) | Method::Flow(_) => None,
+        Method::Ddpm { .. }
+        | Method::Iddpm { .. }
+        | Method::Edm(_)
+        | Method::Flow(_)
+        | Method::Consistency(_) => None,
     }
 }
 
@@ -70,6 +74,9 @@ pub enum Objective {
     /// Flow matching (`rediffuse_core::flow`): t ~ U[0, 1], noise z (or the run's fixed couplings
     /// of reflow), optionally re-paired by minibatch OT, loss = mean((v_θ(x_t, 999·t) − u)²).
     Flow(FlowConfig),
+    /// Consistency models: the loss needs the target network and step count the trainer holds
+    /// (`crate::consistency::ConsistencyState::loss_per_sample`); here it is an error.
+    Consistency,
 }
 
 impl Objective {
@@ -92,6 +99,7 @@ impl Objective {
             }
             Method::Edm(c) => Objective::Edm(*c),
             Method::Flow(c) => Objective::Flow(*c),
+            Method::Consistency(_) => Objective::Consistency,
         })
     }
 
@@ -300,6 +308,10 @@ impl Objective {
                 let out = forward(&pair.net_input, Tensor::from_vec(c_noise, b, &dev)?)?;
                 Ok(edm_loss(&out, &pair)?)
             }
+            Objective::Consistency => Err(TrainError::invalid(
+                "method",
+                "consistency losses are computed by the trainer (they need its target network)",
+            )),
             Objective::Flow(cfg) => {
                 // here x0 is the data end x₁ of the flow; z its noise end
                 let ts: Vec<f64> = (0..b).map(|_| rng.random::<f64>()).collect();

@@ -121,6 +121,7 @@ impl LoadedRun {
                 let (lo, hi) = c.sigma_range();
                 Frame::ve(lo, hi)?
             }
+            Method::Consistency(c) => Frame::ve(c.sigma_min, c.sigma_max)?,
         })
     }
 
@@ -263,6 +264,11 @@ impl LoadedRun {
                 self.schedule.clone(),
             )?
             .with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min }),
+            Method::Consistency(c) => SampleModel::from_sigma_with_schedule(
+                rediffuse_sample::continuous::ConsistencyPrecond { net, params: c.params() },
+                frame,
+                self.schedule.clone(),
+            )?,
         };
         let m = match &self.config.distill {
             Some(d) => m.with_native_sigma_schedule(d.schedule()),
@@ -296,6 +302,9 @@ pub fn sigma_view<'a, D: Denoiser + 'a>(
         }),
         Method::Edm(cfg) => Box::new(EdmPrecond::new(net, *cfg)?),
         Method::Flow(cfg) => Box::new(FlowModel::new(net, cfg.sigma_min)?),
+        Method::Consistency(c) => {
+            Box::new(rediffuse_sample::continuous::ConsistencyPrecond { net, params: c.params() })
+        }
         Method::Ncsn { .. } | Method::ScoreSde { .. } => {
             let ti = sampling_time_input(method).ok_or_else(|| {
                 TrainError::invalid("method", format!("{} is not a score-SDE/NCSN method", method.name()))

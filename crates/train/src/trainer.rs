@@ -100,6 +100,8 @@ pub struct Trainer {
     couplings: Option<Tensor>,
     /// Progressive distillation: the frozen teacher (the loss replaces the method's objective).
     teacher: Option<crate::distill::Teacher>,
+    /// Consistency models: the CD teacher and the target network θ⁻ (an EMA of the weights).
+    consistency: Option<(crate::consistency::ConsistencyState, Ema)>,
     params: Vec<(String, Var)>,
     net: Box<dyn DiffusionNet>,
     opt: AdamW,
@@ -207,6 +209,7 @@ impl Trainer {
         let labels = check_labels(&config, &data, labels)?;
         let lowres = config.super_res.map(|sr| sr.upsampled_lowres(&data)).transpose()?;
         let teacher = crate::distill::Teacher::load(&config, data.device())?;
+        let cm_state = crate::consistency::ConsistencyState::load(&config, data.device())?;
         if dir.exists() {
             let empty =
                 dir.is_dir() && std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?.next().is_none();
@@ -218,6 +221,8 @@ impl Trainer {
         write_atomic(&dir.join(CONFIG_FILE), config.to_toml_string()?.as_bytes())?;
         let metrics = MetricsLog::create(&dir.join(METRICS_FILE))?;
         let Built { params, net, opt, ema } = build(&config, data.device(), true)?;
+        let consistency =
+            cm_state.map(|s| Ok::<_, TrainError>((s, Ema::new(&params, 0.0, false)?))).transpose()?;
         let n = data.dim(0)?;
         let objective = Objective::new(&config.method)?;
         Ok(Self {
@@ -233,6 +238,7 @@ impl Trainer {
             lowres,
             couplings: None,
             teacher,
+            consistency,
             params,
             net,
             opt,
@@ -261,6 +267,7 @@ impl Trainer {
         let labels = check_labels(&config, &data, labels)?;
         let lowres = config.super_res.map(|sr| sr.upsampled_lowres(&data)).transpose()?;
         let teacher = crate::distill::Teacher::load(&config, data.device())?;
+        let cm_state = crate::consistency::ConsistencyState::load(&config, data.device())?;
         let ckpt = find_checkpoint(dir)?;
         let state = read_state(&ckpt.join(STATE_FILE))?;
         let n = data.dim(0)?;
@@ -278,6 +285,15 @@ impl Trainer {
         ema.load(read_tensors(&ema_path, &dev)?, state.ema_updates, &ema_path)?;
         let opt_path = ckpt.join(OPTIMIZER_FILE);
         opt.load_state_tensors(read_tensors(&opt_path, &dev)?, &opt_path)?;
+        let consistency = match cm_state {
+            Some(s) => {
+                let path = ckpt.join(crate::checkpoint::TARGET_FILE);
+                let mut target = Ema::new(&params, 0.0, false)?;
+                target.load(read_tensors(&path, &dev)?, state.step, &path)?;
+                Some((s, target))
+            }
+            None => None,
+        };
         if opt.step_count() != state.step {
             return Err(TrainError::corrupt(
                 &opt_path,
@@ -327,6 +343,7 @@ impl Trainer {
             lowres,
             couplings: None,
             teacher,
+            consistency,
             params,
             net,
             opt,
@@ -381,6 +398,9 @@ impl Trainer {
             .collect::<Result<HashMap<_, _>>>()?;
         assign_params(&self.params, weights, origin)?;
         self.ema = Ema::new(&self.params, self.config.ema_decay, self.config.ema_warmup)?;
+        if let Some((_, target)) = &mut self.consistency {
+            *target = Ema::new(&self.params, 0.0, false)?;
+        }
         Ok(())
     }
 
@@ -476,9 +496,13 @@ impl Trainer {
             None => self.net.as_ref(),
         };
         let noise = self.couplings.as_ref().map(|z| z.index_select(&idx, 0)).transpose()?;
-        let loss = match &self.teacher {
-            Some(t) => t.loss_per_sample(&self.config, net, &x0, &mut self.rng)?.mean_all()?,
-            None => self.objective.batch_loss_paired(
+        let k = self.step + 1;
+        let loss = match (&self.teacher, &self.consistency, &self.config.method) {
+            (Some(t), _, _) => t.loss_per_sample(&self.config, net, &x0, &mut self.rng)?.mean_all()?,
+            (None, Some((state, target)), crate::config::Method::Consistency(c)) => state
+                .loss_per_sample(&self.config, c, net, &target.tensors(), &x0, self.step, &mut self.rng)?
+                .mean_all()?,
+            _ => self.objective.batch_loss_paired(
                 net,
                 &x0,
                 labels.as_ref(),
@@ -488,7 +512,6 @@ impl Trainer {
             )?,
         };
         let grads = loss.backward()?;
-        let k = self.step + 1;
         let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);
         let scale = match self.config.grad_clip {
             Some(c) => clip_scale(global_grad_norm(&grads, &self.params)?, c),
@@ -496,6 +519,11 @@ impl Trainer {
         };
         self.opt.step(&grads, lr, scale)?;
         self.ema.update(&self.params)?;
+        if let (Some((_, target)), crate::config::Method::Consistency(c)) =
+            (&mut self.consistency, &self.config.method)
+        {
+            target.update_with_decay(&self.params, c.target_decay(self.step, self.config.steps as u64))?;
+        }
         self.step = k;
         Ok((loss.detach(), lr))
     }
@@ -631,6 +659,7 @@ impl Trainer {
             model: param_tensors(&self.params),
             ema: self.ema.tensors(),
             optimizer: self.opt.state_tensors()?,
+            target: self.consistency.as_ref().map(|(_, t)| t.tensors()),
         };
         self.metrics.sync()?;
         write_checkpoint(&self.dir, &tensors, &state)?;

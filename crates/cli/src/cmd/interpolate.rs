@@ -15,6 +15,7 @@ use rediffuse_sample::slerp;
 fn deterministic(spec: &SamplerSpec) -> bool {
     match spec {
         SamplerSpec::Ddim(o) => o.eta == 0.0,
+        SamplerSpec::Consistency { steps } => *steps == 1,
         SamplerSpec::EdmStochastic { s_churn, .. } => *s_churn == 0.0,
         SamplerSpec::OdeEuler { .. }
         | SamplerSpec::OdeHeun { .. }

@@ -251,6 +251,7 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
         SamplerKind::Euler => SamplerSpec::Euler { steps: steps(50)? },
         SamplerKind::Heun => SamplerSpec::Heun { steps: steps(25)? },
         SamplerKind::EdmHeun => SamplerSpec::EdmHeun { steps: steps(18)?, rho },
+        SamplerKind::Consistency => SamplerSpec::Consistency { steps: steps(1)? },
         SamplerKind::EdmStochastic => SamplerSpec::EdmStochastic {
             steps: steps(18)?,
             rho,

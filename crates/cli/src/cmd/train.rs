@@ -167,6 +167,27 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         }
         _ => {}
     }
+    match &mut cfg.method {
+        Method::Consistency(c) => {
+            if let Some(t) = &a.teacher {
+                c.teacher = Some(t.display().to_string());
+            }
+            if let Some(n) = a.cm_steps {
+                c.steps = n;
+            }
+            if a.pseudo_huber {
+                c.loss = rediffuse_train::consistency::ConsistencyLoss::PseudoHuber;
+            }
+            if a.lognormal_index {
+                c.index_sampling =
+                    rediffuse_train::consistency::IndexSampling::Lognormal { p_mean: -1.1, p_std: 2.0 };
+            }
+        }
+        _ if a.teacher.is_some() || a.cm_steps.is_some() || a.pseudo_huber || a.lognormal_index => {
+            bail!("--teacher, --cm-steps, --pseudo-huber and --lognormal-index apply to --method consistency")
+        }
+        _ => {}
+    }
     crate::cmd::iddpm::configure(&mut cfg, a.importance_sampling)?;
     a.optim.apply(crate::io::OptimTargets {
         steps: &mut cfg.steps,
@@ -269,7 +290,13 @@ fn train_in_with(
                 bail!("fixed couplings come from `rediffuse reflow`, not from a training config");
             }
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
-            (Trainer::create_with_labels(out, cfg, data, labels)?, evaluator)
+            let init = consistency_init(&cfg)?;
+            let mut trainer = Trainer::create_with_labels(out, cfg, data, labels)?;
+            if let Some(file) = init {
+                // consistency distillation starts from the teacher's weights (same network)
+                trainer.init_from(rediffuse_train::checkpoint::read_tensors(&file, &device)?, &file)?;
+            }
+            (trainer, evaluator)
         }
         None => {
             let mut cfg = TrainConfig::load(&out.join("config.toml"))
@@ -295,6 +322,19 @@ fn train_in_with(
         trainer.set_total_steps(steps)?;
     }
     drive(out, trainer, evaluator, quiet)
+}
+
+/// The teacher's EMA weights file when a consistency-distillation student has the teacher's network.
+fn consistency_init(cfg: &TrainConfig) -> Result<Option<std::path::PathBuf>> {
+    let Method::Consistency(c) = &cfg.method else { return Ok(None) };
+    let Some(t) = &c.teacher else { return Ok(None) };
+    let dir = Path::new(t);
+    let teacher = TrainConfig::load(&dir.join("config.toml"))
+        .with_context(|| format!("--teacher {t} is not a run folder"))?;
+    if teacher.model != cfg.model {
+        return Ok(None);
+    }
+    Ok(Some(rediffuse_train::checkpoint::find_checkpoint(dir)?.join(rediffuse_train::checkpoint::EMA_FILE)))
 }
 
 /// Run `trainer` to its total steps with a progress bar, then draw the loss (and evaluation)

@@ -3,6 +3,7 @@
 
 pub mod adapters;
 pub mod analytic;
+pub mod consistency;
 pub mod dpm_solver;
 pub mod edm;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod view;
 
 pub use adapters::{AnalyticSigma, ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
 pub use analytic::{DiscreteGaussianEps, GaussianData};
+pub use consistency::{consistency_sample, ConsistencyParams, ConsistencyPrecond};
 pub use dpm_solver::{
     dpm_solver, dpm_solver_singlestep, dpmpp_multistep, dpmpp_multistep_with, lambda_uniform_sigmas,
     singlestep_orders, DpmAlgorithm,

@@ -197,6 +197,10 @@ pub fn sample(
             let mut cb = relay(&mut on_step, Some(*steps));
             edm_heun(sigma, &x, &grid()?, Some(cb.as_mut()))?
         }
+        SamplerSpec::Consistency { steps } => {
+            let g = grid()?;
+            crate::continuous::consistency_sample(sigma, &x, &g[..*steps], f.sigma_min, noise)?
+        }
         SamplerSpec::EdmStochastic { steps, s_churn, s_tmin, s_tmax, s_noise, .. } => {
             let churn = EdmChurn { s_churn: *s_churn, s_tmin: *s_tmin, s_tmax: *s_tmax, s_noise: *s_noise };
             let mut cb = relay(&mut on_step, Some(*steps));

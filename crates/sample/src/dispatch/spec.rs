@@ -147,6 +147,9 @@ pub enum SamplerSpec {
     /// Heun steps (Karras et al. 2022, Algorithm 1) on the model's σ grid of `steps` levels, the last
     /// one Euler (diffusers `HeunDiscreteScheduler`; NFE = 2·`steps` − 1).
     Heun { steps: usize },
+    /// Multistep consistency sampling (Song et al. 2023, Algorithm 1) at `steps` levels of the nested
+    /// Karras grid over the frame (σ_max first; one step is one-step generation; NFE = `steps`).
+    Consistency { steps: usize },
     /// EDM deterministic Heun (Karras et al. 2022, Algorithm 1) on the ρ-schedule over the frame's σ range.
     EdmHeun {
         steps: usize,
@@ -190,6 +193,7 @@ impl SamplerSpec {
             SamplerSpec::Euler { .. } => "euler",
             SamplerSpec::Heun { .. } => "heun",
             SamplerSpec::EdmHeun { .. } => "edm-heun",
+            SamplerSpec::Consistency { .. } => "consistency",
             SamplerSpec::EdmStochastic { .. } => "edm-stochastic",
         }
     }
@@ -206,6 +210,10 @@ impl SamplerSpec {
             | SamplerSpec::DpmPp3m { steps }
             | SamplerSpec::UniPc { steps, .. } => grid(GridFamily::Dpm, *steps),
             SamplerSpec::Euler { steps } | SamplerSpec::Heun { steps } => grid(GridFamily::Euler, *steps),
+            SamplerSpec::Consistency { steps } => {
+                let f = &model.frame;
+                Ok(Some(rediffuse_core::sde::nested_karras_sigmas(*steps, f.sigma_min, f.sigma_max, 7.0)?))
+            }
             SamplerSpec::EdmHeun { steps, rho } | SamplerSpec::EdmStochastic { steps, rho, .. } => {
                 let f = &model.frame;
                 Ok(Some(karras_sigmas(*steps, f.sigma_min, f.sigma_max, *rho)?))
@@ -252,6 +260,7 @@ impl SamplerSpec {
             | SamplerSpec::Euler { .. }
             | SamplerSpec::Heun { .. }
             | SamplerSpec::EdmHeun { .. }
+            | SamplerSpec::Consistency { .. }
             | SamplerSpec::EdmStochastic { .. } => model.frame.sigma_max, // (handled by the grid above)
         })
     }
