@@ -65,6 +65,16 @@ pub struct DistillArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DegradationKind {
+    /// Gaussian blur growing to --blur-size pixels.
+    Blur,
+    /// Pixels removed in a seeded order.
+    Mask,
+    /// Down/up-sampling to ever coarser grids.
+    Pixelate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PairSamplerKind {
     /// Euler uniform in flow time (--pair-steps, default 100).
     Euler,
@@ -133,6 +143,8 @@ pub enum MethodKind {
     Flow,
     /// Consistency models: consistency training, or distillation with --teacher RUN.
     Consistency,
+    /// Cold diffusion: restore a deterministic degradation (--degradation, --cold-levels).
+    Cold,
 }
 
 impl MethodKind {
@@ -147,6 +159,7 @@ impl MethodKind {
             MethodKind::Edm => "edm",
             MethodKind::Flow => "flow",
             MethodKind::Consistency => "consistency",
+            MethodKind::Cold => "cold",
         }
     }
 }
@@ -251,6 +264,18 @@ pub struct TrainArgs {
     /// Consistency models: draw the discretisation index log-normally (P_mean −1.1, P_std 2; improved CT).
     #[arg(long)]
     pub lognormal_index: bool,
+    /// Cold diffusion: the degradation.
+    #[arg(long, value_enum)]
+    pub degradation: Option<DegradationKind>,
+    /// Cold diffusion: blur standard deviation in pixels at the last level (default 2).
+    #[arg(long, allow_negative_numbers = true)]
+    pub blur_size: Option<f64>,
+    /// Cold diffusion: number of degradation levels T (default 50).
+    #[arg(long, allow_negative_numbers = true)]
+    pub cold_levels: Option<i64>,
+    /// Cold diffusion: standard deviation of noise added to the degraded images in training.
+    #[arg(long, allow_negative_numbers = true)]
+    pub cold_noise: Option<f64>,
     /// Super-resolution model (cascaded diffusion): condition a U-Net on each image's
     /// FACTOR×-downsampled version, upsampled back and given as extra input channels.
     #[arg(long)]
@@ -332,6 +357,10 @@ pub enum SamplerKind {
     EdmStochastic,
     /// Multistep consistency sampling (Song et al. 2023) on consistency runs (--steps, default 1).
     Consistency,
+    /// Cold diffusion runs: the improved sampler x_{t−1} = x_t − D(x̂₀, t) + D(x̂₀, t − 1).
+    Cold,
+    /// Cold diffusion runs: the naive sampler x_{t−1} = D(x̂₀, t − 1).
+    ColdNaive,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -534,6 +563,13 @@ pub struct SampleArgs {
     /// super-resolution run in turn (all stages use the sampler flags).
     #[arg(long, conflicts_with_all = ["run", "analytic"])]
     pub cascade: Option<String>,
+    /// Cold diffusion: standard deviation of the noise added to the fully degraded training image
+    /// each sample starts from (default 0.05).
+    #[arg(long, allow_negative_numbers = true)]
+    pub start_noise: Option<f64>,
+    /// Cold diffusion: the level of the --init-noise images (restore from level t; default T).
+    #[arg(long)]
+    pub cold_from: Option<usize>,
     /// Super-resolution: augmentation level s₀ of the low-res conditioning at sampling (default 0.1).
     #[arg(long, allow_negative_numbers = true)]
     pub aug_level: Option<f64>,
@@ -733,6 +769,9 @@ pub struct TrainClassifierArgs {
 pub enum DataCommand {
     /// Write a data set to .npy (N×D for toy sets, N×C×H×W in [-1, 1] for images).
     Export(ExportArgs),
+    /// Degrade a .npy of images with a cold-diffusion run's degradation at a level (its input for
+    /// restoration with `sample --run RUN --init-noise OUT --cold-from LEVEL`).
+    Degrade(DegradeArgs),
     /// Resize a .npy of images (N×C×H×W) to another size: area (integer downsampling by block
     /// means, as super-resolution runs make their low-res input), bilinear or bicubic.
     Resize(ResizeArgs),
@@ -797,6 +836,22 @@ pub enum ResizeFilter {
     Bilinear,
     /// Bicubic, Keys a = −0.75, half-pixel centres (PyTorch align_corners=False), clamped to [−1, 1].
     Bicubic,
+}
+
+#[derive(Debug, Args)]
+pub struct DegradeArgs {
+    /// Input .npy, N×C×H×W.
+    pub input: PathBuf,
+    /// The cold-diffusion run whose degradation is applied.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Level t in 0..=T.
+    #[arg(long)]
+    pub level: usize,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 
 pub mod analytic;
 pub mod assignment;
+pub mod degradation;
 pub mod denoiser;
 pub mod error;
 pub mod flow;

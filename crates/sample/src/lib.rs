@@ -5,6 +5,7 @@
 //! creates x_T (e.g. `noise.randn(sample_shape, device)`) and passes the same
 //! `NoiseSource` for the per-step noise, so every sample is independent of batching.
 
+pub mod cold;
 pub mod continuous;
 pub mod ddim;
 pub mod ddpm;

@@ -62,6 +62,32 @@ pub enum Method {
     /// Consistency models (Song et al. 2023): consistency distillation from a teacher run, or
     /// consistency training without one (`crate::consistency`).
     Consistency(crate::consistency::ConsistencyConfig),
+    /// Cold diffusion (Bansal et al. 2022): a restoration network R(D(x₀, t), t) ≈ x₀ for a
+    /// deterministic degradation D at levels t = 1…T, L1 loss, optional added noise.
+    Cold(ColdConfig),
+}
+
+/// `[method]` of `kind = "cold"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColdConfig {
+    pub degradation: rediffuse_core::degradation::Degradation,
+    /// Number of degradation levels T (default 50).
+    #[serde(default = "default_cold_levels")]
+    pub levels: usize,
+    /// Standard deviation of Gaussian noise added to D(x₀, t) in training (default 0).
+    #[serde(default)]
+    pub noise: f64,
+}
+
+fn default_cold_levels() -> usize {
+    50
+}
+
+impl ColdConfig {
+    pub fn new(degradation: rediffuse_core::degradation::Degradation) -> Self {
+        Self { degradation, levels: default_cold_levels(), noise: 0.0 }
+    }
 }
 
 /// How flow matching pairs noise with data in a batch.
@@ -141,8 +167,8 @@ impl Method {
     }
 
     /// The command-line names of the methods [`Method::preset`] knows.
-    pub const PRESET_NAMES: [&'static str; 9] =
-        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm", "flow", "consistency"];
+    pub const PRESET_NAMES: [&'static str; 10] =
+        ["ddpm", "iddpm", "ncsn", "vp-sde", "ve-sde", "subvp-sde", "edm", "flow", "consistency", "cold"];
 
     /// The default method of a command-line name: `ddpm`, `iddpm`, `ncsn`, `vp-sde`, `ve-sde`, `subvp-sde`, `edm`
     /// (score SDEs with the standard β ∈ [0.1, 20] or σ ∈ [0.01, 50]).
@@ -157,6 +183,9 @@ impl Method {
             "edm" => Self::edm_default(),
             "flow" => Method::Flow(FlowConfig::default()),
             "consistency" => Method::Consistency(crate::consistency::ConsistencyConfig::default()),
+            "cold" => {
+                Method::Cold(ColdConfig::new(rediffuse_core::degradation::Degradation::Blur { size: 2.0 }))
+            }
             _ => return None,
         })
     }
@@ -173,6 +202,7 @@ impl Method {
             Method::Edm(_) => "edm",
             Method::Flow(_) => "flow",
             Method::Consistency(_) => "consistency",
+            Method::Cold(_) => "cold",
         }
     }
 
@@ -188,6 +218,9 @@ impl Method {
                 Ok(DiffusionSchedule::from_betas(betas)?)
             }
             Method::Iddpm { schedule, timesteps, .. } => Ok(DiffusionSchedule::new(*schedule, *timesteps)?),
+            // cold diffusion has no noise schedule; its runs refuse the Gaussian samplers
+            // (`LoadedRun::sample_model`), this placeholder is never sampled from
+            Method::Cold(_) => Ok(DiffusionSchedule::new(BetaSchedule::linear(), DISCRETE_VIEW_STEPS)?),
             _ => Ok(self.continuous_sde()?.discrete_schedule(DISCRETE_VIEW_STEPS)?),
         }
     }
@@ -196,7 +229,7 @@ impl Method {
     /// [σ_min, σ_max] for NCSN and EDM. DDPM and iDDPM have none (error).
     pub fn continuous_sde(&self) -> Result<Sde> {
         let sde = match self {
-            Method::Ddpm { .. } | Method::Iddpm { .. } => {
+            Method::Ddpm { .. } | Method::Iddpm { .. } | Method::Cold(_) => {
                 return Err(TrainError::invalid(
                     "method",
                     format!("{} is a discrete-time method (no SDE)", self.name()),
@@ -228,7 +261,7 @@ impl Method {
             Method::Ncsn { .. } => Prediction::Epsilon,
             // EDM's F and a flow's velocity are no standard parameterisation (`EdmPrecond`,
             // `FlowModel` turn them into x̂₀)
-            Method::Edm(_) | Method::Flow(_) | Method::Consistency(_) => Prediction::Sample,
+            Method::Edm(_) | Method::Flow(_) | Method::Consistency(_) | Method::Cold(_) => Prediction::Sample,
         }
     }
 
@@ -293,6 +326,19 @@ impl Method {
                 rediffuse_core::flow::check_sigma_min(c.sigma_min).map_err(|e| nested("method", e))
             }
             Method::Consistency(c) => c.validate(),
+            Method::Cold(c) => {
+                c.degradation.validate().map_err(|e| nested("method.degradation", e))?;
+                if c.levels == 0 {
+                    return Err(TrainError::invalid("method.levels", "need at least 1 degradation level"));
+                }
+                if !(c.noise.is_finite() && c.noise >= 0.0) {
+                    return Err(TrainError::invalid(
+                        "method.noise",
+                        format!("must be >= 0, got {}", c.noise),
+                    ));
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -12,7 +12,7 @@
 //! * score SDE: 999·t ([`SDE_TIME_SCALE`]);
 //! * EDM: c_noise(σ) = ¼ ln σ, input scaled by c_in(σ) (Karras et al. 2022, Table 1).
 
-use crate::config::{Coupling, FlowConfig, Method};
+use crate::config::{ColdConfig, Coupling, FlowConfig, Method};
 use crate::error::{Result, TrainError};
 use crate::iddpm::{self, IddpmConfig, ImportanceSampler};
 use candle_core::{Device, Tensor};
@@ -48,7 +48,8 @@ pub fn sampling_time_input(method: &Method) -> Option<TimeInput> {
         | Method::Iddpm { .. }
         | Method::Edm(_)
         | Method::Flow(_)
-        | Method::Consistency(_) => None,
+        | Method::Consistency(_)
+        | Method::Cold(_) => None,
     }
 }
 
@@ -77,6 +78,8 @@ pub enum Objective {
     /// Consistency models: the loss needs the target network and step count the trainer holds
     /// (`crate::consistency::ConsistencyState::loss_per_sample`); here it is an error.
     Consistency,
+    /// Cold diffusion: t ~ U{1, …, T}, x_t = D(x₀, t) (+ noise·z), loss = mean |R(x_t, t) − x₀|.
+    Cold(ColdConfig),
 }
 
 impl Objective {
@@ -100,6 +103,7 @@ impl Objective {
             Method::Edm(c) => Objective::Edm(*c),
             Method::Flow(c) => Objective::Flow(*c),
             Method::Consistency(_) => Objective::Consistency,
+            Method::Cold(c) => Objective::Cold(*c),
         })
     }
 
@@ -307,6 +311,22 @@ impl Objective {
                 let c_noise: Vec<f32> = pair.c_noise.iter().map(|&c| c as f32).collect();
                 let out = forward(&pair.net_input, Tensor::from_vec(c_noise, b, &dev)?)?;
                 Ok(edm_loss(&out, &pair)?)
+            }
+            Objective::Cold(c) => {
+                if x0.rank() != 4 {
+                    return Err(TrainError::Data(format!(
+                        "cold diffusion degrades images [N, C, H, W], got {:?}",
+                        x0.dims()
+                    )));
+                }
+                let ts: Vec<usize> = (0..b).map(|_| rng.random_range(1..=c.levels)).collect();
+                let z = normal_like(x0, rng, &dev)?;
+                let x_t = c.degradation.apply(x0, &ts, c.levels)?.add(&z.affine(c.noise, 0.0)?)?;
+                let out = forward(
+                    &x_t,
+                    Tensor::from_vec(ts.iter().map(|&t| t as f32).collect::<Vec<_>>(), b, &dev)?,
+                )?;
+                Ok(rediffuse_core::tensor_util::mean_flat(&out.sub(x0)?.abs()?)?)
             }
             Objective::Consistency => Err(TrainError::invalid(
                 "method",

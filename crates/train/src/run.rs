@@ -122,6 +122,7 @@ impl LoadedRun {
                 Frame::ve(lo, hi)?
             }
             Method::Consistency(c) => Frame::ve(c.sigma_min, c.sigma_max)?,
+            Method::Cold(_) => return Err(cold_error()),
         })
     }
 
@@ -243,6 +244,7 @@ impl LoadedRun {
     fn sample_model_of<'a, D: Denoiser + Clone + 'a>(&'a self, net: D) -> Result<SampleModel<'a>> {
         let frame = self.frame()?;
         let m = match &self.config.method {
+            Method::Cold(_) => return Err(cold_error()),
             Method::Ddpm { .. } => SampleModel::from_discrete(net, self.schedule.clone())?,
             Method::Iddpm { .. } => {
                 SampleModel::from_discrete(LearnedVarianceDenoiser::new(net.clone()), self.schedule.clone())?
@@ -283,6 +285,14 @@ impl LoadedRun {
     }
 }
 
+/// Cold runs are not Gaussian diffusions: only the cold samplers run them.
+fn cold_error() -> TrainError {
+    TrainError::invalid(
+        "sampler",
+        "a cold-diffusion run restores deterministic degradations: sample it with --sampler cold|cold-naive",
+    )
+}
+
 /// The σ-space view of a network `net` trained with `method` (its discrete `schedule`):
 /// `DiscreteModel` (DDPM; iDDPM on the mean half, `LearnedVarianceDenoiser`), `ContinuousModel`
 /// with the method's time input (score SDE, NCSN), `EdmPrecond` (EDM) or `FlowModel` (flow).
@@ -292,6 +302,7 @@ pub fn sigma_view<'a, D: Denoiser + 'a>(
     net: D,
 ) -> Result<Box<dyn SigmaDenoiser + 'a>> {
     Ok(match method {
+        Method::Cold(_) => return Err(cold_error()),
         Method::Ddpm { .. } => {
             Box::new(DiscreteModel { model: net, sigmas: finite_discrete_sigmas(schedule)?, quantize: false })
         }

@@ -174,6 +174,7 @@ pub fn run(c: DataCommand) -> Result<()> {
     match c {
         DataCommand::Export(a) => export(a),
         DataCommand::Resize(a) => crate::cmd::resize::run(a),
+        DataCommand::Degrade(a) => crate::cmd::cold::degrade(a),
         DataCommand::Fetch(a) => fetch(a),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod cascade;
 pub mod classifier;
+pub mod cold;
 pub mod data;
 pub mod demo;
 pub mod distill;

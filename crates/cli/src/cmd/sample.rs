@@ -252,6 +252,9 @@ pub fn sampler_of(s: &SamplerArgs, schedule: &DiffusionSchedule, image: bool) ->
         SamplerKind::Heun => SamplerSpec::Heun { steps: steps(25)? },
         SamplerKind::EdmHeun => SamplerSpec::EdmHeun { steps: steps(18)?, rho },
         SamplerKind::Consistency => SamplerSpec::Consistency { steps: steps(1)? },
+        SamplerKind::Cold | SamplerKind::ColdNaive => {
+            bail!("--sampler cold and cold-naive sample cold-diffusion runs (train --method cold)")
+        }
         SamplerKind::EdmStochastic => SamplerSpec::EdmStochastic {
             steps: steps(18)?,
             rho,
@@ -461,6 +464,15 @@ pub fn run(a: SampleArgs) -> Result<()> {
         (None, Some(spec)) => analytic(spec, &a)?,
         _ => bail!("give exactly one of --run RUN_DIR, --analytic KIND:ARG or --cascade BASE,SR"),
     };
+    if let Source::Run(run) = &model.source {
+        if let rediffuse_train::Method::Cold(c) = run.config.method {
+            let x0 = crate::cmd::cold::sample(run, &c, &a, n)?;
+            if let Some(png) = &a.png {
+                picture(&x0, png, None)?;
+            }
+            return Ok(());
+        }
+    }
     let lowres = match &a.lowres {
         Some(p) => Some(crate::cmd::cascade::read_lowres(p, n)?),
         None => None,

@@ -168,6 +168,41 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         _ => {}
     }
     match &mut cfg.method {
+        Method::Cold(c) => {
+            use rediffuse_core::degradation::Degradation;
+            let size = match (a.blur_size, c.degradation) {
+                (Some(s), _) => s,
+                (None, Degradation::Blur { size }) => size,
+                (None, _) => 2.0,
+            };
+            match a.degradation {
+                Some(crate::args::DegradationKind::Blur) => c.degradation = Degradation::Blur { size },
+                Some(crate::args::DegradationKind::Mask) => c.degradation = Degradation::Mask { seed: 0 },
+                Some(crate::args::DegradationKind::Pixelate) => c.degradation = Degradation::Pixelate,
+                None => {}
+            }
+            if let (Some(s), Degradation::Blur { .. }) = (a.blur_size, c.degradation) {
+                c.degradation = Degradation::Blur { size: s };
+            } else if a.blur_size.is_some() {
+                bail!("--blur-size applies to --degradation blur");
+            }
+            if let Some(t) = a.cold_levels {
+                c.levels = crate::io::positive("cold-levels", t)?;
+            }
+            if let Some(v) = a.cold_noise {
+                c.noise = v;
+            }
+        }
+        _ if a.degradation.is_some()
+            || a.blur_size.is_some()
+            || a.cold_levels.is_some()
+            || a.cold_noise.is_some() =>
+        {
+            bail!("--degradation, --blur-size, --cold-levels and --cold-noise apply to --method cold")
+        }
+        _ => {}
+    }
+    match &mut cfg.method {
         Method::Consistency(c) => {
             if let Some(t) = &a.teacher {
                 c.teacher = Some(t.display().to_string());
