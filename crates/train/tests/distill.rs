@@ -119,3 +119,32 @@ fn one_round_matches_the_teachers_two_steps() {
         std::fs::remove_dir_all(d).unwrap();
     }
 }
+
+#[test]
+fn a_ddpm_v_prediction_teacher_distils_too() {
+    let x = gaussian_mixture(2000, 6);
+    let td = temp_dir("pd-v-teacher");
+    let mut tc = small_config(3000);
+    tc.method = Method::Ddpm {
+        schedule: rediffuse_core::BetaSchedule::cosine(),
+        timesteps: 1000,
+        prediction: rediffuse_core::Prediction::V,
+        zero_terminal_snr: false,
+    };
+    Trainer::create(&td, tc.clone(), x.clone()).unwrap().run(&mut NoObserver).unwrap();
+    let mut sc = tc;
+    sc.steps = 2000;
+    sc.distill = Some(DistillConfig { teacher: td.display().to_string(), student_steps: 4, rho: 7.0 });
+    let sd = temp_dir("pd-v-student");
+    let mut s = Trainer::create(&sd, sc, x.clone()).unwrap();
+    start_from_teacher(&mut s, &td);
+    s.run(&mut NoObserver).unwrap();
+    let z = NoiseSource::new(8, 0, 500).randn(&[2], &Device::Cpu).unwrap();
+    let (t8, t4, s4) = (ddim(&td, 8, &z), ddim(&td, 4, &z), ddim(&sd, 4, &z));
+    let (ds, dt) = (rms(&s4, &t8), rms(&t4, &t8));
+    println!("DDPM v-prediction: RMS to the teacher's 8 steps: student {ds:.4}, teacher 4 steps {dt:.4}");
+    assert!(ds < dt / 2.0, "{ds} vs {dt}");
+    for d in [td, sd] {
+        std::fs::remove_dir_all(d).unwrap();
+    }
+}
