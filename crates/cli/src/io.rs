@@ -51,6 +51,17 @@ pub struct OptimTargets<'a> {
 }
 
 impl crate::args::OptimArgs {
+    /// [`OptimArgs::apply`] to a run configuration's optimiser settings.
+    pub fn apply_to_run(&self, cfg: &mut rediffuse_train::TrainConfig) -> Result<()> {
+        self.apply(OptimTargets {
+            steps: &mut cfg.steps,
+            batch_size: &mut cfg.batch_size,
+            lr: &mut cfg.lr,
+            weight_decay: &mut cfg.weight_decay,
+            warmup_steps: &mut cfg.warmup_steps,
+        })
+    }
+
     /// Validate the given flags and write them into `t`.
     pub fn apply(&self, t: OptimTargets<'_>) -> Result<()> {
         if let Some(v) = self.steps {

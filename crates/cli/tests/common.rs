@@ -139,3 +139,28 @@ pub fn guided_accuracy(dir: &Path, n: usize, flags: &[&str], tag: &str) -> f64 {
     ok(dir, &args);
     class_accuracy(dir, &x, &y, &j)
 }
+
+/// Sample `run` with `sampler` and `steps` (2,000 samples, `extra` flags) and return the samples'
+/// sliced Wasserstein distance to the two moons.
+pub fn moons_swd(dir: &Path, run: &str, sampler: &str, steps: &str, extra: &[&str]) -> f64 {
+    let tag = format!("{}-{sampler}-{steps}", run.replace('/', "_"));
+    let (out, json) = (format!("{tag}.npy"), format!("{tag}.json"));
+    let mut args = vec![
+        "sample",
+        "--run",
+        run,
+        "--sampler",
+        sampler,
+        "--steps",
+        steps,
+        "--n",
+        "2000",
+        "--out",
+        &out,
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    ok(dir, &args);
+    ok(dir, &["eval", "--samples", &out, "--data", "moons", "--metric", "swd", "--json", &json]);
+    json_value(&dir.join(json))
+}

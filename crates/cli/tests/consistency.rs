@@ -6,26 +6,7 @@ mod common;
 use common::*;
 
 fn swd(d: &std::path::Path, run: &str, sampler: &str, steps: &str) -> f64 {
-    let (out, json) = (format!("{run}-{sampler}-{steps}.npy"), format!("{run}-{sampler}-{steps}.json"));
-    ok(
-        d,
-        &[
-            "sample",
-            "--run",
-            run,
-            "--sampler",
-            sampler,
-            "--steps",
-            steps,
-            "--n",
-            "2000",
-            "--out",
-            &out,
-            "--quiet",
-        ],
-    );
-    ok(d, &["eval", "--samples", &out, "--data", "moons", "--metric", "swd", "--json", &json]);
-    json_value(&d.join(json))
+    moons_swd(d, run, sampler, steps, &[])
 }
 
 #[test]

@@ -6,26 +6,7 @@ mod common;
 use common::*;
 
 fn swd(d: &std::path::Path, run: &str, steps: &str, extra: &[&str]) -> f64 {
-    let tag = run.replace('/', "_");
-    let (out, json) = (format!("{tag}-{steps}.npy"), format!("{tag}-{steps}.json"));
-    let mut args = vec![
-        "sample",
-        "--run",
-        run,
-        "--sampler",
-        "euler",
-        "--steps",
-        steps,
-        "--n",
-        "2000",
-        "--out",
-        &out,
-        "--quiet",
-    ];
-    args.extend_from_slice(extra);
-    ok(d, &args);
-    ok(d, &["eval", "--samples", &out, "--data", "moons", "--metric", "swd", "--json", &json]);
-    json_value(&d.join(json))
+    moons_swd(d, run, "euler", steps, extra)
 }
 
 #[test]

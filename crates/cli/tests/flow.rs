@@ -6,12 +6,7 @@ mod common;
 use common::*;
 
 fn swd(d: &std::path::Path, run: &str, steps: &str) -> f64 {
-    let out = format!("{run}-{steps}.npy");
-    let json = format!("{run}-{steps}.json");
-    #[rustfmt::skip]
-    ok(d, &["sample", "--run", run, "--sampler", "euler", "--steps", steps, "--n", "2000", "--out", &out, "--quiet"]);
-    ok(d, &["eval", "--samples", &out, "--data", "moons", "--metric", "swd", "--json", &json]);
-    json_value(&d.join(json))
+    moons_swd(d, run, "euler", steps, &[])
 }
 
 fn straightness(d: &std::path::Path, run: &str) -> f64 {

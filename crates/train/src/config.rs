@@ -536,10 +536,7 @@ impl TrainConfig {
             }
         }
         if self.couplings.is_some() && !matches!(self.method, Method::Flow(_)) {
-            return Err(TrainError::invalid(
-                "couplings",
-                "fixed noise couplings apply to flow matching only",
-            ));
+            return Err(crate::objective::couplings_error());
         }
         match &self.super_res {
             Some(sr) => {

@@ -159,9 +159,7 @@ impl Objective {
         sampler: Option<&mut ImportanceSampler>,
     ) -> Result<Tensor> {
         match self {
-            Objective::Iddpm { .. } if noise.is_some() => {
-                Err(TrainError::invalid("couplings", "fixed noise couplings apply to flow matching only"))
-            }
+            Objective::Iddpm { .. } if noise.is_some() => Err(couplings_error()),
             Objective::Iddpm { schedule, prediction, config } => {
                 if let Some(s) = &sampler {
                     if s.timesteps() != schedule.len() {
@@ -262,10 +260,7 @@ impl Objective {
         rng: &mut R,
     ) -> Result<Tensor> {
         if noise.is_some() && !matches!(self, Objective::Flow(_)) {
-            return Err(TrainError::invalid(
-                "couplings",
-                "fixed noise couplings apply to flow matching only",
-            ));
+            return Err(couplings_error());
         }
         let forward = |x: &Tensor, t: Tensor| forward(net, x, t, x0, labels);
         let b = x0.dim(0)?;
@@ -357,6 +352,11 @@ impl Objective {
             }
         }
     }
+}
+
+/// Fixed (noise, data) couplings given to an objective other than flow matching.
+pub(crate) fn couplings_error() -> TrainError {
+    TrainError::invalid("couplings", "fixed noise couplings apply to flow matching only")
 }
 
 /// The rows of `z` re-ordered so that row i goes with data row i at the minimum total squared

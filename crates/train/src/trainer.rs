@@ -364,10 +364,7 @@ impl Trainer {
     /// resumed reflow run needs the same couplings again.
     pub fn with_couplings(mut self, noise: Tensor) -> Result<Self> {
         if !matches!(self.config.method, crate::config::Method::Flow(_)) {
-            return Err(TrainError::invalid(
-                "couplings",
-                "fixed noise couplings apply to flow matching only",
-            ));
+            return Err(crate::objective::couplings_error());
         }
         if noise.dims() != self.data.dims() {
             return Err(TrainError::Data(format!(

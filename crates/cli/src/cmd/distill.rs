@@ -37,13 +37,7 @@ pub fn run(a: DistillArgs) -> Result<()> {
             Some(DistillConfig { teacher: teacher.display().to_string(), student_steps: steps, rho: a.rho });
         cfg.eval = None;
         cfg.warmup_steps = 0;
-        a.optim.apply(crate::io::OptimTargets {
-            steps: &mut cfg.steps,
-            batch_size: &mut cfg.batch_size,
-            lr: &mut cfg.lr,
-            weight_decay: &mut cfg.weight_decay,
-            warmup_steps: &mut cfg.warmup_steps,
-        })?;
+        a.optim.apply_to_run(&mut cfg)?;
         cfg.validate()?;
         let mut trainer = Trainer::create(&out, cfg, data.clone())?;
         let file = find_checkpoint(&teacher)?.join(EMA_FILE);

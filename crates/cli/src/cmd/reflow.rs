@@ -66,13 +66,7 @@ pub fn run(a: ReflowArgs) -> Result<()> {
     cfg.eval = None;
     cfg.seed = a.seed;
     cfg.n_train = None;
-    a.optim.apply(crate::io::OptimTargets {
-        steps: &mut cfg.steps,
-        batch_size: &mut cfg.batch_size,
-        lr: &mut cfg.lr,
-        weight_decay: &mut cfg.weight_decay,
-        warmup_steps: &mut cfg.warmup_steps,
-    })?;
+    a.optim.apply_to_run(&mut cfg)?;
     cfg.validate()?;
     let mut trainer = Trainer::create(&a.out, cfg, x1.clone())?.with_couplings(z.clone())?;
     if !a.fresh_init {

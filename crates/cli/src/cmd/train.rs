@@ -224,13 +224,7 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         _ => {}
     }
     crate::cmd::iddpm::configure(&mut cfg, a.importance_sampling)?;
-    a.optim.apply(crate::io::OptimTargets {
-        steps: &mut cfg.steps,
-        batch_size: &mut cfg.batch_size,
-        lr: &mut cfg.lr,
-        weight_decay: &mut cfg.weight_decay,
-        warmup_steps: &mut cfg.warmup_steps,
-    })?;
+    a.optim.apply_to_run(&mut cfg)?;
     if let Some(v) = a.grad_clip {
         let v = finite("grad-clip", v, false)?;
         cfg.grad_clip = if v == 0.0 { None } else { Some(v) };
