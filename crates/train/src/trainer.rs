@@ -158,6 +158,12 @@ fn check_data(config: &TrainConfig, data: Tensor) -> Result<Tensor> {
         return Err(TrainError::Data("the data set is empty".into()));
     }
     config.model.check_data_shape(&data.dims()[1..]).map_err(|e| TrainError::Data(e.to_string()))?;
+    if matches!(config.method, crate::config::Method::Cold(_)) && data.rank() != 4 {
+        return Err(TrainError::Data(format!(
+            "cold diffusion degrades images [N, C, H, W], got data of shape {:?}",
+            data.dims()
+        )));
+    }
     let data = data.to_dtype(DType::F32)?.contiguous()?;
     let total = data.sum_all()?.to_scalar::<f32>()?;
     if !total.is_finite() {
