@@ -36,6 +36,10 @@ fn reflow_straightens_and_one_step_sampling_improves() {
     assert!(sot < s1 / 5.0, "OT coupling: {s1} vs {sot}");
     assert!(one2 < one1 / 10.0 && one2 < 0.02, "1-step samples: {one1} -> {one2}");
     assert!(many1 < 0.02 && many2 < 0.02, "{many1} {many2}");
+    // every ODE sampler runs on a flow: Heun on the flow-time grid, adaptive RK45
+    let (heun, rk45) = (moons_swd(&d, "rf1", "heun", "20", &[]), moons_swd(&d, "rf1", "ode-rk45", "1", &[]));
+    println!("1-RF: Heun 20 steps SWD {heun:.4}, RK45 {rk45:.4}");
+    assert!(heun < 0.02 && rk45 < 0.02, "{heun} {rk45}");
     // a reflow run resumes (its pairs are reloaded from the run folder)
     ok(&d, &["train", "--resume", "--out", "rf2", "--steps", "1600", "--quiet"]);
 

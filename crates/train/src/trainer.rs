@@ -646,6 +646,11 @@ impl Trainer {
             Some(t) => t.to_scalar::<f32>()? as f64,
             None => 0.0,
         };
+        // a non-finite loss since the last log step means the weights may be NaN/inf: keep the
+        // previous (good) checkpoint rather than overwrite it
+        if !loss_sum.is_finite() {
+            return Err(TrainError::NonFiniteLoss { step: self.step, loss: loss_sum });
+        }
         let state = TrainState {
             format: STATE_FORMAT,
             step: self.step,

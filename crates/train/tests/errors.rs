@@ -139,3 +139,42 @@ fn bad_data_and_config_are_typed_errors() {
     }
     assert!(!d.exists());
 }
+
+/// A run that diverges between two log steps does not overwrite its last good checkpoint with
+/// non-finite weights: the checkpoint step fails with `NonFiniteLoss` and resuming starts from
+/// the previous checkpoint.
+#[test]
+fn divergence_never_reaches_a_checkpoint() {
+    let x = common::gaussian_mixture(256, 1);
+    let dir = common::temp_dir("diverge");
+    let mut cfg = common::small_config(40);
+    cfg.log_every = 1000;
+    cfg.checkpoint_every = 10;
+    // a sane start: 10 good steps, checkpointed
+    cfg.steps = 10;
+    rediffuse_train::Trainer::create(&dir, cfg.clone(), x.clone())
+        .unwrap()
+        .run(&mut rediffuse_train::NoObserver)
+        .unwrap();
+    // then an absurd learning rate blows the weights up before the next checkpoint
+    let mut text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    text = text.replace("lr = 0.002", "lr = 1e38").replace("steps = 10", "steps = 40");
+    std::fs::write(dir.join("config.toml"), text).unwrap();
+    let mut t = rediffuse_train::Trainer::resume(&dir, x.clone()).unwrap();
+    let err = t.run(&mut rediffuse_train::NoObserver).err().expect("the diverged run must fail");
+    assert!(matches!(err, rediffuse_train::TrainError::NonFiniteLoss { step: 20, .. }), "{err}");
+    drop(t);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["step"], 10, "the good checkpoint was overwritten");
+    let w = rediffuse_train::checkpoint::read_tensors(
+        &dir.join("checkpoint/model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    for (name, v) in w {
+        let s = v.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(s.is_finite(), "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
