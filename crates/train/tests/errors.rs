@@ -161,7 +161,7 @@ fn divergence_never_reaches_a_checkpoint() {
     text = text.replace("lr = 0.002", "lr = 1e38").replace("steps = 10", "steps = 40");
     std::fs::write(dir.join("config.toml"), text).unwrap();
     let mut t = rediffuse_train::Trainer::resume(&dir, x.clone()).unwrap();
-    let err = t.run(&mut rediffuse_train::NoObserver).err().expect("the diverged run must fail");
+    let err = t.run(&mut rediffuse_train::NoObserver).expect_err("the diverged run must fail");
     assert!(matches!(err, rediffuse_train::TrainError::NonFiniteLoss { step: 20, .. }), "{err}");
     drop(t);
     let state: serde_json::Value =
