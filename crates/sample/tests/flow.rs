@@ -47,6 +47,7 @@ fn exact_velocity_gives_the_gaussian_posterior_mean() {
         // σ̃ ≥ σ_min: the flow's range (σ̃ = σ_min is t = 1)
         for sigma in [0.06, 0.3, 1.0, 5.0, 80.0] {
             let x = Tensor::new(&[[0.3f32, 2.0], [-1.5, 0.1], [4.0, -3.0]], &dev).unwrap();
+            assert!(m.denoise(&x, &[sigma; 2]).is_err(), "one σ per row");
             let d: Vec<Vec<f32>> = m.denoise(&x, &[sigma; 3]).unwrap().to_vec2().unwrap();
             let xs: Vec<Vec<f32>> = x.to_vec2().unwrap();
             for (row, xr) in d.iter().zip(&xs) {
@@ -118,4 +119,21 @@ fn straightness_is_zero_for_straight_paths() {
     assert!(
         FlowModel::new(GaussianVelocity { mean: vec![0.0], var: vec![1.0], sigma_min: 0.0 }, 1.0).is_err()
     );
+}
+
+#[test]
+fn a_requested_flow_time_grid_takes_the_flows_own_sigma_min() {
+    use rediffuse_sample::dispatch::GridFamily;
+    let vel = GaussianVelocity { mean: vec![0.0], var: vec![1.0], sigma_min: 0.05 };
+    let frame = Frame::ve(sigma_of_time(0.999, 0.05), sigma_of_time(1e-3, 0.05)).unwrap();
+    let native = SigmaSchedule::FlowTime { sigma_min: 0.05 };
+    let m = SampleModel::from_sigma(FlowModel::new(vel, 0.05).unwrap(), frame, 1000)
+        .unwrap()
+        .with_native_sigma_schedule(native)
+        .with_sigma_schedule(Some(SigmaSchedule::FlowTime { sigma_min: 0.0 }))
+        .unwrap();
+    assert_eq!(m.default_sigma_schedule(GridFamily::Euler), native);
+    // other grids are kept as given
+    let k = m.with_sigma_schedule(Some(SigmaSchedule::Karras { rho: 7.0 })).unwrap();
+    assert_eq!(k.default_sigma_schedule(GridFamily::Euler), SigmaSchedule::Karras { rho: 7.0 });
 }

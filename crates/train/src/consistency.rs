@@ -8,14 +8,15 @@
 //! μ(k) = exp(s₀ ln μ₀ / N(k)) for CT) and N(k) = ⌈√(k/K·((s₁ + 1)² − s₀²) + s₀²) − 1⌉ + 1 for CT.
 
 use crate::config::TrainConfig;
+use crate::distill::TrainingNet;
 use crate::error::{Result, TrainError};
-use crate::run::{load_run, LoadedRun};
+use crate::run::{load_run, LoadedRun, NetDenoiser};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use rediffuse_core::sde::karras_sigmas;
-use rediffuse_core::{Denoiser, Prediction};
+use rediffuse_core::Prediction;
 use rediffuse_nn::DiffusionNet;
 use rediffuse_sample::continuous::view::per_sample;
 use rediffuse_sample::continuous::{ConsistencyParams, ConsistencyPrecond, SigmaDenoiser};
@@ -214,28 +215,6 @@ fn erf(x: f64) -> f64 {
     }
 }
 
-/// The raw network in training mode as a `Denoiser` (gradients reach its weights).
-struct Train<'a>(&'a dyn DiffusionNet);
-impl Denoiser for Train<'_> {
-    fn prediction(&self) -> Prediction {
-        Prediction::Sample
-    }
-    fn forward(&self, x: &Tensor, t: &Tensor) -> rediffuse_core::Result<Tensor> {
-        Ok(self.0.forward(x, t, true)?)
-    }
-}
-
-/// A network on plain (target) tensors as a `Denoiser`.
-struct Frozen(Box<dyn DiffusionNet>);
-impl Denoiser for Frozen {
-    fn prediction(&self) -> Prediction {
-        Prediction::Sample
-    }
-    fn forward(&self, x: &Tensor, t: &Tensor) -> rediffuse_core::Result<Tensor> {
-        Ok(self.0.forward(x, t, false)?)
-    }
-}
-
 /// The state of a consistency run besides the student: the CD teacher.
 pub struct ConsistencyState {
     pub teacher: Option<LoadedRun>,
@@ -323,10 +302,10 @@ impl ConsistencyState {
             }
         };
         let params = c.params();
-        let student = ConsistencyPrecond { net: Train(net), params };
+        let student = ConsistencyPrecond { net: TrainingNet { net, prediction: Prediction::Sample }, params };
         let pred = student.denoise(&x_hi, &hi)?;
         let frozen = config.model.build(VarBuilder::from_tensors(target.clone(), DType::F32, x0.device()))?;
-        let target_net = ConsistencyPrecond { net: Frozen(frozen), params };
+        let target_net = ConsistencyPrecond { net: NetDenoiser::new(frozen, Prediction::Sample), params };
         let want = target_net.denoise(&x_lo, &lo)?.detach();
         let diff = pred.sub(&want)?;
         Ok(match c.loss {

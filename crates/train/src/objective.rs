@@ -308,12 +308,7 @@ impl Objective {
                 Ok(edm_loss(&out, &pair)?)
             }
             Objective::Cold(c) => {
-                if x0.rank() != 4 {
-                    return Err(TrainError::Data(format!(
-                        "cold diffusion degrades images [N, C, H, W], got {:?}",
-                        x0.dims()
-                    )));
-                }
+                // images only: `Trainer` checks the data; `Degradation::apply` the batch
                 let ts: Vec<usize> = (0..b).map(|_| rng.random_range(1..=c.levels)).collect();
                 let z = normal_like(x0, rng, &dev)?;
                 let x_t = c.degradation.apply(x0, &ts, c.levels)?.add(&z.affine(c.noise, 0.0)?)?;

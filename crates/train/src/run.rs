@@ -192,16 +192,7 @@ impl LoadedRun {
             labels: labels.to_vec(),
             scale,
         };
-        let mut m = SampleModel::from_sigma_with_schedule(guided, self.frame()?, self.schedule.clone())?;
-        if let Method::Flow(cfg) = &self.config.method {
-            m = m.with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min });
-        }
-        Ok(match &self.config.method {
-            Method::Ncsn { sigma_max, sigma_min, levels } => {
-                m.with_levels(geometric_sigmas(*sigma_max, *sigma_min, *levels)?)?
-            }
-            _ => m,
-        })
+        self.finish(SampleModel::from_sigma_with_schedule(guided, self.frame()?, self.schedule.clone())?)
     }
 
     /// A super-resolution run's sampling view for one batch: `cond` (`[B, C + 1, H, W]`,
@@ -264,17 +255,25 @@ impl LoadedRun {
                 FlowModel::new(net, cfg.sigma_min)?,
                 frame,
                 self.schedule.clone(),
-            )?
-            .with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min }),
+            )?,
             Method::Consistency(c) => SampleModel::from_sigma_with_schedule(
                 rediffuse_sample::continuous::ConsistencyPrecond { net, params: c.params() },
                 frame,
                 self.schedule.clone(),
             )?,
         };
-        let m = match &self.config.distill {
-            Some(d) => m.with_native_sigma_schedule(d.schedule()),
-            None => m,
+        self.finish(m)
+    }
+
+    /// What every sampling view of the run shares: its native σ grid (uniform in flow time for
+    /// flows, the nested Karras grid for distilled students) and NCSN's trained levels.
+    fn finish<'a>(&self, m: SampleModel<'a>) -> Result<SampleModel<'a>> {
+        let m = match (&self.config.distill, &self.config.method) {
+            (Some(d), _) => m.with_native_sigma_schedule(d.schedule()),
+            (None, Method::Flow(cfg)) => {
+                m.with_native_sigma_schedule(SigmaSchedule::FlowTime { sigma_min: cfg.sigma_min })
+            }
+            _ => m,
         };
         Ok(match &self.config.method {
             Method::Ncsn { sigma_max, sigma_min, levels } => {

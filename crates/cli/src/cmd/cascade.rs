@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use rediffuse_data::npy::{read_npy_tensor, write_npy_tensor, NpyDtype};
 use rediffuse_train::superres::{sampling_condition, DEFAULT_AUG_LEVEL};
-use rediffuse_train::LoadedRun;
 use std::path::Path;
 
 /// The low-resolution input of a super-resolution run's samples.
@@ -24,7 +23,7 @@ pub struct LowRes {
 
 impl LowRes {
     /// The conditioning of samples `start..start + count`.
-    pub fn condition(&self, _run: &LoadedRun, start: usize, count: usize) -> Result<Tensor> {
+    pub fn condition(&self, start: usize, count: usize) -> Result<Tensor> {
         let low = self.low.narrow(0, start, count)?;
         Ok(sampling_condition(&low, self.factor, self.aug_level, self.seed, start as u64)?)
     }

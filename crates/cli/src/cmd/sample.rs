@@ -73,7 +73,7 @@ impl Model {
         let model = match (&self.source, &self.guidance) {
             (Source::Run(run), g) if self.lowres.is_some() => {
                 let lr = self.lowres.as_ref().context("no low-res input")?;
-                let cond = lr.condition(run, start, count)?;
+                let cond = lr.condition(start, count)?;
                 let guidance = match g {
                     Some(Guidance { classifier: Some(_), .. }) => {
                         bail!("classifier guidance of a super-resolution run is not supported")
@@ -99,16 +99,9 @@ impl Model {
                 SampleModel::from_discrete(&**denoiser, (**schedule).clone())?
             }
         };
-        let sigma_schedule = match (self.sigma_schedule, &self.source) {
-            (Some(SigmaSchedule::FlowTime { .. }), Source::Run(run)) => match &run.config.method {
-                rediffuse_train::Method::Flow(f) => Some(SigmaSchedule::FlowTime { sigma_min: f.sigma_min }),
-                _ => self.sigma_schedule,
-            },
-            (s, _) => s,
-        };
         Ok(model
             .with_clip_denoised(self.clip_denoised)?
-            .with_sigma_schedule(sigma_schedule)?
+            .with_sigma_schedule(self.sigma_schedule)?
             .with_final_sigma(self.final_sigma))
     }
 
@@ -295,7 +288,7 @@ pub fn sigma_schedule_of(s: &SamplerArgs) -> Result<Option<SigmaSchedule>> {
         }
         (Some(SigmasKind::Logsnr), _) => Some(SigmaSchedule::LogSnr),
         (Some(SigmasKind::Karras), _) => Some(SigmaSchedule::Karras { rho: finite("rho", s.rho, true)? }),
-        // σ_min of a flow run is filled in by `Model::sample_model_for`
+        // a flow run's own σ_min replaces this one (`SampleModel::with_sigma_schedule`)
         (Some(SigmasKind::FlowTime), _) => Some(SigmaSchedule::FlowTime { sigma_min: 0.0 }),
         (Some(SigmasKind::NestedKarras), _) => {
             Some(SigmaSchedule::NestedKarras { rho: finite("rho", s.rho, true)? })
@@ -326,18 +319,7 @@ pub fn guidance_of(
         Some(w) => finite("guidance-scale", w, false)?,
         None => 1.0,
     };
-    let labels = match class.unwrap_or("all") {
-        "all" => (0..n).map(|i| (i % k) as u32).collect(),
-        c => {
-            let y: usize =
-                c.parse().with_context(|| format!("--class takes a class index or `all`, got `{c}`"))?;
-            if y >= k {
-                bail!("--class {y} is out of range: the run has {k} classes (0..{k})");
-            }
-            vec![y as u32; n]
-        }
-    };
-    Ok(Some(Guidance { labels, scale, classifier: None }))
+    Ok(Some(Guidance { labels: class_labels(class, k, n)?, scale, classifier: None }))
 }
 
 /// The labels `--class K|all` (default all) of `n` samples over `k` classes.

@@ -39,13 +39,7 @@ pub struct ConsistencyPrecond<D> {
 
 impl<D: Denoiser> SigmaDenoiser for ConsistencyPrecond<D> {
     fn denoise(&self, x: &Tensor, sigma: &[f64]) -> Result<Tensor> {
-        if sigma.len() != x.dim(0)? {
-            return Err(ContinuousError::Shape(format!(
-                "{} σ values for a batch of {}",
-                sigma.len(),
-                x.dim(0)?
-            )));
-        }
+        // (the σ count is checked by `per_sample`)
         if let Some(s) = sigma.iter().find(|s| !(s.is_finite() && **s >= self.params.sigma_min)) {
             return Err(ContinuousError::invalid(
                 "sigma",
@@ -118,6 +112,7 @@ mod tests {
         let v: Vec<Vec<f32>> = m.denoise(&x, &[s]).unwrap().to_vec2().unwrap();
         assert!((v[0][0] as f64 - want).abs() < 1e-6);
         assert!(m.denoise(&x, &[0.001]).is_err());
+        assert!(m.denoise(&x, &[1.0, 1.0]).is_err(), "one σ per row");
         // one step: ψ(σ_max z, σ_max); the levels are checked
         let mut noise = NoiseSource::new(0, 0, 1);
         let (one, st) = consistency_sample(&m, &x, &[80.0], 0.002, &mut noise).unwrap();

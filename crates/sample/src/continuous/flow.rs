@@ -47,13 +47,7 @@ impl<D: Denoiser> FlowModel<D> {
 
 impl<D: Denoiser> SigmaDenoiser for FlowModel<D> {
     fn denoise(&self, x: &Tensor, sigma: &[f64]) -> Result<Tensor> {
-        if sigma.len() != x.dim(0)? {
-            return Err(ContinuousError::Shape(format!(
-                "{} σ values for a batch of {}",
-                sigma.len(),
-                x.dim(0)?
-            )));
-        }
+        // (the σ count is checked by `per_sample`)
         if sigma.iter().any(|s| !s.is_finite() || *s < 0.0) {
             return Err(ContinuousError::invalid("sigma", "must be finite and >= 0"));
         }

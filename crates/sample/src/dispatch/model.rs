@@ -238,13 +238,22 @@ impl<'a> SampleModel<'a> {
     }
 
     /// The σ grid of every σ-space sampler whose spec does not name one (`None`: the family default,
-    /// [`SampleModel::default_sigma_schedule`]).
+    /// [`SampleModel::default_sigma_schedule`]). `FlowTime` on a flow model (native grid
+    /// `FlowTime`) takes the model's own σ_min.
     pub fn with_sigma_schedule(mut self, schedule: Option<super::SigmaSchedule>) -> Result<Self> {
         if let Some(super::SigmaSchedule::Karras { rho }) = schedule {
             if !(rho.is_finite() && rho > 0.0) {
                 return Err(invalid("rho", format!("must be a finite number > 0, got {rho}")));
             }
         }
+        // a flow-time grid is defined by the flow's σ_min: a flow model's own replaces the given one
+        let schedule = match (schedule, self.native_schedule) {
+            (
+                Some(super::SigmaSchedule::FlowTime { .. }),
+                Some(native @ super::SigmaSchedule::FlowTime { .. }),
+            ) => Some(native),
+            (s, _) => s,
+        };
         self.sigma_schedule = schedule;
         Ok(self)
     }
