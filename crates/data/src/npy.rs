@@ -140,10 +140,16 @@ enum PyValue {
     Dict(Vec<(PyValue, PyValue)>),
 }
 
+/// Deepest nesting of brackets the header parser follows (NumPy writes depth 2: the dict and
+/// the shape tuple). Deeper input is an error instead of a stack overflow.
+const MAX_NESTING: usize = 32;
+
 /// Recursive-descent parser for the header dict literal.
 struct LiteralParser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// Brackets currently open.
+    depth: usize,
 }
 
 impl<'a> LiteralParser<'a> {
@@ -187,6 +193,19 @@ impl<'a> LiteralParser<'a> {
     }
 
     fn value(&mut self) -> std::result::Result<PyValue, String> {
+        if matches!(self.peek(), Some(b'{' | b'(' | b'[')) {
+            if self.depth >= MAX_NESTING {
+                return Err(format!("brackets nested deeper than {MAX_NESTING} at byte {}", self.pos));
+            }
+            self.depth += 1;
+            let v = self.value_inner();
+            self.depth -= 1;
+            return v;
+        }
+        self.value_inner()
+    }
+
+    fn value_inner(&mut self) -> std::result::Result<PyValue, String> {
         match self.peek() {
             None => Err("unexpected end of header".into()),
             Some(b'{') => {
@@ -266,7 +285,7 @@ struct Header {
 
 fn parse_header(text: &[u8], path: &Path) -> Result<Header> {
     let bad = |reason: String| DataError::BadHeader { path: path.to_path_buf(), reason };
-    let mut p = LiteralParser { s: text, pos: 0 };
+    let mut p = LiteralParser { s: text, pos: 0, depth: 0 };
     let dict = p.value().map_err(bad)?;
     if p.peek().is_some() {
         return Err(bad(format!("trailing characters after the dict at byte {}", p.pos)));
@@ -556,6 +575,24 @@ mod tests {
         let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
         assert_eq!(len + 12, h.len());
         assert_eq!(parse_header(&h[12..], Path::new("x")).unwrap().shape.len(), 30_000);
+    }
+
+    /// Regression (fuzzing): a header of 100 000 open brackets overflowed the stack of the
+    /// recursive parser and aborted the process.
+    #[test]
+    fn deeply_nested_header_is_an_error() {
+        for open in ["(", "[", "{"] {
+            let text =
+                format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {}}}", open.repeat(100_000));
+            let e = parse_header(text.as_bytes(), Path::new("x")).err().unwrap();
+            assert!(
+                matches!(&e, DataError::BadHeader { reason, .. } if reason.contains("nested deeper")),
+                "{e}"
+            );
+        }
+        // depth 2 (dict, tuple) and a little more still parse
+        let ok = "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': [[[(1,)]]]}";
+        assert_eq!(parse_header(ok.as_bytes(), Path::new("x")).unwrap().shape, vec![1]);
     }
 
     #[test]

@@ -282,6 +282,7 @@ impl Method {
                 if *timesteps == 0 {
                     return Err(TrainError::invalid("method.timesteps", "must be >= 1"));
                 }
+                at_most("method.timesteps", *timesteps, MAX_STEPS)?;
                 DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| nested("method.schedule", e))?;
                 Ok(())
             }
@@ -289,6 +290,7 @@ impl Method {
                 if *timesteps == 0 {
                     return Err(TrainError::invalid("method.timesteps", "must be >= 1"));
                 }
+                at_most("method.timesteps", *timesteps, MAX_STEPS)?;
                 DiffusionSchedule::new(*schedule, *timesteps).map_err(|e| nested("method.schedule", e))?;
                 iddpm.validate().map_err(|e| match e {
                     TrainError::InvalidConfig { field, reason } => {
@@ -306,6 +308,7 @@ impl Method {
                 if *levels < 2 {
                     return Err(TrainError::invalid("method.levels", "need at least 2 noise levels"));
                 }
+                at_most("method.levels", *levels, MAX_STEPS)?;
                 Ok(())
             }
             Method::ScoreSde { sde, prediction, eps } => {
@@ -331,6 +334,7 @@ impl Method {
                 if c.levels == 0 {
                     return Err(TrainError::invalid("method.levels", "need at least 1 degradation level"));
                 }
+                at_most("method.levels", c.levels, MAX_STEPS)?;
                 if !(c.noise.is_finite() && c.noise >= 0.0) {
                     return Err(TrainError::invalid(
                         "method.noise",
@@ -345,6 +349,97 @@ impl Method {
 
 /// Number of steps of the discrete schedule a continuous method is seen through by DDPM/DDIM.
 pub const DISCRETE_VIEW_STEPS: usize = 1000;
+
+/// Largest number of timesteps / noise levels / degradation levels a config may ask for. Their
+/// schedules are allocated when a config is validated or loaded, so a corrupt `timesteps =
+/// 4294967295` would otherwise try to allocate tens of GB (found by `tests/fuzz_readers.rs`).
+pub const MAX_STEPS: usize = 1 << 20;
+
+/// Largest number of parameters of an MLP a config may describe (2^28: 1 GiB of f32 weights per
+/// copy; the trainer holds four), and the largest of any one of its sizes.
+pub const MAX_MLP_PARAMS: usize = 1 << 28;
+
+/// Largest size of one dimension-like model field (`hidden`, `data_dim`, channels, image size,
+/// embedding widths, class count).
+pub const MAX_MODEL_DIM: usize = 1 << 24;
+
+fn at_most(field: &str, v: usize, max: usize) -> Result<()> {
+    if v > max {
+        return Err(TrainError::invalid(field, format!("{v} is larger than the supported maximum {max}")));
+    }
+    Ok(())
+}
+
+/// Sizes of the model that the network builder allocates from (before any weight is read) must
+/// be sane: every dimension at most [`MAX_MODEL_DIM`], an MLP's sample shape without overflow and
+/// its parameter count at most [`MAX_MLP_PARAMS`] (computed without overflow).
+fn check_model_sizes(model: &ModelConfig) -> Result<()> {
+    match model {
+        ModelConfig::Mlp(c) => {
+            for (field, v) in [
+                ("model.data_dim", c.data_dim),
+                ("model.hidden", c.hidden),
+                ("model.layers", c.layers),
+                ("model.time_embed_dim", c.time_embed_dim),
+                ("model.num_classes", c.num_classes.unwrap_or(0)),
+            ] {
+                at_most(field, v, MAX_MODEL_DIM)?;
+            }
+            if let Some(shape) = &c.sample_shape {
+                if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
+                    return Err(TrainError::invalid(
+                        "model.sample_shape",
+                        format!("the product of {shape:?} overflows"),
+                    ));
+                }
+            }
+            // `MlpConfig::param_count`, in checked arithmetic
+            let (d, h, l, e) = (c.data_dim, c.hidden, c.layers, c.time_embed_dim);
+            let o = if c.learn_sigma { 2 * d } else { d };
+            let k = c.num_classes.map_or(0, |k| k + 1);
+            let count = (|| {
+                let hh = h.checked_mul(h)?;
+                let mut n = e.checked_mul(h)?.checked_add(h)?.checked_add(hh)?.checked_add(h)?;
+                n = n.checked_add(d.checked_add(h)?.checked_mul(h)?)?.checked_add(h)?;
+                n = n.checked_add(l.checked_mul(hh.checked_add(h)?)?)?;
+                n = n.checked_add(h.checked_mul(o)?)?.checked_add(o)?;
+                n.checked_add(k.checked_mul(h)?)
+            })();
+            match count {
+                Some(n) if n <= MAX_MLP_PARAMS => Ok(()),
+                _ => Err(TrainError::invalid(
+                    "model",
+                    format!(
+                        "an MLP of data_dim {d}, hidden {h}, {l} layers, time_embed_dim {e} has more \
+                         than the supported {MAX_MLP_PARAMS} parameters"
+                    ),
+                )),
+            }
+        }
+        ModelConfig::Unet(c) => {
+            for (field, v) in [
+                ("model.image_size", c.image_size),
+                ("model.in_channels", c.in_channels),
+                ("model.out_channels", c.out_channels),
+                ("model.base_channels", c.base_channels),
+                ("model.num_res_blocks", c.num_res_blocks),
+                ("model.num_heads", c.num_heads),
+                ("model.groups", c.groups),
+                ("model.time_embed_dim", c.time_embed_dim),
+                ("model.temb_dim", c.temb_dim),
+                ("model.num_classes", c.num_classes.unwrap_or(0)),
+            ] {
+                at_most(field, v, MAX_MODEL_DIM)?;
+            }
+            for &m in &c.channel_mults {
+                at_most("model.channel_mults", m, MAX_MODEL_DIM)?;
+            }
+            Ok(())
+        }
+        #[allow(unreachable_patterns)]
+        _ => Ok(()),
+    }
+}
 
 /// A core validation error as a config error under `prefix` (e.g. `method.schedule.beta_start`).
 fn nested(prefix: &str, e: rediffuse_core::CoreError) -> TrainError {
@@ -495,6 +590,36 @@ impl TrainConfig {
                 return Err(TrainError::invalid(field, "must be >= 1"));
             }
         }
+        // every integer must be writable back to config.toml (TOML integers are signed 64-bit)
+        for (field, v) in [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("warmup_steps", self.warmup_steps),
+            ("log_every", self.log_every),
+            ("checkpoint_every", self.checkpoint_every),
+            ("n_train", self.n_train.unwrap_or(0)),
+        ] {
+            at_most(field, v, i64::MAX as usize)?;
+        }
+        if let Some(e) = &self.eval {
+            at_most("eval.every", e.every, i64::MAX as usize)?;
+            at_most("eval.n", e.n, i64::MAX as usize)?;
+        }
+        // counts that size arrays allocated from the config alone
+        match &self.method {
+            Method::Consistency(c) => {
+                at_most("method.steps", c.steps, MAX_STEPS)?;
+                at_most("method.s0", c.s0, MAX_STEPS)?;
+                at_most("method.s1", c.s1, MAX_STEPS)?;
+            }
+            Method::Iddpm { iddpm, .. } => {
+                at_most("method.iddpm.history_per_term", iddpm.history_per_term, MAX_STEPS)?
+            }
+            _ => {}
+        }
+        if let Some(d) = &self.distill {
+            at_most("distill.student_steps", d.student_steps, MAX_STEPS)?;
+        }
         if self.seed > i64::MAX as u64 {
             return Err(TrainError::invalid("seed", "must be < 2^63 (TOML integers are signed 64-bit)"));
         }
@@ -518,6 +643,7 @@ impl TrainConfig {
         if let Some(c) = self.grad_clip {
             positive("grad_clip", c)?;
         }
+        check_model_sizes(&self.model)?;
         self.model.validate().map_err(|e| match e {
             NnError::InvalidConfig { field, reason } => TrainError::invalid(format!("model.{field}"), reason),
             other => TrainError::invalid("model", other.to_string()),
@@ -677,6 +803,83 @@ max_beta = 0.999
             TrainConfig::from_toml_str(&format!("bogus = 1\n{t}")),
             Err(TrainError::ConfigParse { .. })
         ));
+    }
+
+    /// Regressions (fuzzing `TrainConfig::load`): `timesteps = 4294967295` made validation
+    /// allocate a 34 GB schedule; a huge `hidden` / `time_embed_dim` let loaders allocate the
+    /// network it claims; an overflowing `sample_shape` product overflowed in validation.
+    #[test]
+    fn huge_sizes_are_rejected_before_allocating() {
+        type Mutation = Box<dyn Fn(&mut TrainConfig)>;
+        let mlp = |f: &dyn Fn(&mut MlpConfig)| {
+            let mut m = MlpConfig::new(2);
+            f(&mut m);
+            ModelConfig::Mlp(m)
+        };
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|c| {
+                    c.method = Method::Ddpm {
+                        schedule: BetaSchedule::linear(),
+                        timesteps: u32::MAX as usize,
+                        prediction: Prediction::Epsilon,
+                        zero_terminal_snr: false,
+                    }
+                }),
+                "method.timesteps",
+            ),
+            (
+                Box::new(|c| c.method = Method::Ncsn { sigma_max: 1.0, sigma_min: 0.1, levels: usize::MAX }),
+                "method.levels",
+            ),
+            (Box::new(move |c| c.model = mlp(&|m| m.hidden = 1 << 40)), "model.hidden"),
+            (Box::new(move |c| c.model = mlp(&|m| m.time_embed_dim = usize::MAX)), "model.time_embed_dim"),
+            (Box::new(move |c| c.model = mlp(&|m| m.hidden = 1 << 16)), "model"),
+            (
+                Box::new(move |c| {
+                    c.model = mlp(&|m| {
+                        m.data_dim = 4;
+                        m.sample_shape = Some(vec![1 << 40, 1 << 40, 4]);
+                    })
+                }),
+                "model.sample_shape",
+            ),
+        ];
+        for (mutate, field) in cases {
+            let mut c = cfg();
+            mutate(&mut c);
+            match c.validate() {
+                Err(TrainError::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected InvalidConfig({field}), got {other:?}"),
+            }
+        }
+        // Regression (fuzzing a JSON config): `steps = 18446744073709551615` was accepted but
+        // cannot be written to config.toml
+        let mut c = cfg();
+        c.steps = u64::MAX as usize;
+        match c.validate() {
+            Err(TrainError::InvalidConfig { field, .. }) => assert_eq!(field, "steps"),
+            other => panic!("expected InvalidConfig(steps), got {other:?}"),
+        }
+        // the largest accepted sizes still validate
+        let mut c = cfg();
+        c.method = Method::Ddpm {
+            schedule: BetaSchedule::linear(),
+            timesteps: MAX_STEPS,
+            prediction: Prediction::Epsilon,
+            zero_terminal_snr: false,
+        };
+        c.validate().unwrap();
+    }
+
+    /// Regression (fuzzing `TrainConfig::load`): serde_json's default float parser may be off by
+    /// one ulp, so a config (or `state.json`) written as JSON did not read back equal. The
+    /// workspace enables serde_json's `float_roundtrip`.
+    #[test]
+    fn json_floats_round_trip_exactly() {
+        let mut c = cfg();
+        c.adam_beta1 = 0.10376293541461623;
+        assert_eq!(TrainConfig::from_json_str(&c.to_json_string().unwrap()).unwrap(), c);
     }
 
     #[test]

@@ -1,24 +1,25 @@
 //! Loading a trained run for sampling.
 
 use crate::checkpoint::{
-    assign_params, find_checkpoint, read_state, read_tensors, CONFIG_FILE, EMA_FILE, MODEL_FILE, STATE_FILE,
+    find_checkpoint, read_state, read_tensors, CONFIG_FILE, EMA_FILE, MODEL_FILE, STATE_FILE,
 };
 use crate::config::{Method, TrainConfig};
 use crate::error::{Result, TrainError};
-use crate::init::{sorted_params, SeededInit};
 use crate::objective::sampling_time_input;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 use rediffuse_core::sde::geometric_sigmas;
 use rediffuse_core::superres::ImageConditioned;
 use rediffuse_core::vlb::{LearnedVarianceDenoiser, VarianceMode};
 use rediffuse_core::{ClassifierFreeGuidance, Denoiser, DiffusionSchedule, Prediction};
-use rediffuse_nn::DiffusionNet;
+use rediffuse_nn::{DiffusionNet, ModelConfig};
 use rediffuse_sample::continuous::FlowModel;
 use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
 use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel, SigmaSchedule};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// A trained network seen as a [`Denoiser`]: `forward(x_t, t) = net.forward(x_t, t, train = false)`.
 pub struct NetDenoiser {
@@ -327,18 +328,85 @@ pub fn sigma_view<'a, D: Denoiser + 'a>(
 /// Load `dir/config.toml` and the latest checkpoint's weights (`ema.safetensors` when
 /// `use_ema`, else `model.safetensors`) onto `device`.
 /// Missing files -> `TrainError::MissingFile`; unreadable or mismatching ones -> `Corrupt`.
+///
+/// The network is built on the file's tensors (every parameter present with its shape, no other
+/// tensor), never on freshly allocated ones: a config whose sizes do not match the checkpoint is an
+/// error before anything of the size it claims is allocated.
 pub fn load_run(dir: &Path, use_ema: bool, device: &Device) -> Result<LoadedRun> {
     let config = TrainConfig::load(&dir.join(CONFIG_FILE))?;
     let ckpt = find_checkpoint(dir)?;
     let state = read_state(&ckpt.join(STATE_FILE))?;
-    let varmap = VarMap::new();
-    config.model.build(SeededInit::zeros_var_builder(&varmap, device))?;
     let weights = ckpt.join(if use_ema { EMA_FILE } else { MODEL_FILE });
-    let params = sorted_params(&varmap);
-    assign_params(&params, read_tensors(&weights, device)?, &weights)?;
-    let tensors: HashMap<String, Tensor> =
-        params.iter().map(|(n, v)| (n.clone(), v.as_tensor().detach())).collect();
+    let tensors = read_tensors(&weights, device)?;
+    check_weights(&config.model, &tensors, device, &weights)?;
     LoadedRun::from_weights(config, tensors, state.step, use_ema, device)
+}
+
+/// The tensors of a weights file, handed to a network builder: records which ones it takes and
+/// refuses a missing name or a shape other than the builder asks for (before anything of that
+/// shape is allocated).
+struct CheckedWeights<'a> {
+    map: &'a HashMap<String, Tensor>,
+    used: &'a Mutex<HashSet<String>>,
+}
+
+impl CheckedWeights<'_> {
+    fn take(
+        &self,
+        name: &str,
+        shape: Option<&Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t =
+            self.map.get(name).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
+        if let Some(s) = shape {
+            if t.shape() != s {
+                return Err(candle_core::Error::Msg(format!(
+                    "`{name}` has shape {:?}, the model expects {:?}",
+                    t.dims(),
+                    s.dims()
+                )));
+            }
+        }
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string());
+        t.to_device(dev)?.to_dtype(dtype)
+    }
+}
+
+impl SimpleBackend for CheckedWeights<'_> {
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.take(name, Some(&s), dtype, dev)
+    }
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.take(name, None, dtype, dev)
+    }
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.map.contains_key(name)
+    }
+}
+
+/// Check that `tensors` (read from `origin`) are exactly the parameters of `model`, with their
+/// shapes; mismatches are `Corrupt` errors naming the tensor.
+pub fn check_weights(
+    model: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+    device: &Device,
+    origin: &Path,
+) -> Result<()> {
+    let used = Mutex::new(HashSet::new());
+    let backend = CheckedWeights { map: tensors, used: &used };
+    // the builder's error says which tensor is missing or misshapen
+    model
+        .build(VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()))
+        .map_err(|e| TrainError::corrupt(origin, e))?;
+    let used = used.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut extra: Vec<&String> = tensors.keys().filter(|k| !used.contains(k.as_str())).collect();
+    extra.sort();
+    if let Some(extra) = extra.first() {
+        return Err(TrainError::corrupt(origin, format!("unexpected tensor `{extra}` (different model?)")));
+    }
+    Ok(())
 }
 
 impl LoadedRun {
@@ -364,5 +432,48 @@ impl LoadedRun {
             ema,
             device: device.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::{sorted_params, SeededInit};
+    use candle_nn::VarMap;
+    use rediffuse_nn::MlpConfig;
+
+    fn mlp(hidden: usize) -> ModelConfig {
+        ModelConfig::Mlp(MlpConfig { hidden, layers: 1, time_embed_dim: 8, ..MlpConfig::new(2) })
+    }
+
+    fn weights_of(model: &ModelConfig) -> HashMap<String, Tensor> {
+        let varmap = VarMap::new();
+        model.build(SeededInit::zeros_var_builder(&varmap, &Device::Cpu)).unwrap();
+        sorted_params(&varmap).into_iter().map(|(n, v)| (n, v.as_tensor().detach())).collect()
+    }
+
+    /// Regression (fuzzing `load_run`): a corrupt config with a huge `hidden` made `load_run`
+    /// allocate the network it claims (zero-initialised) before comparing it with the checkpoint.
+    /// The weights are now checked against the config on the file's own tensors.
+    #[test]
+    fn weights_are_checked_before_the_claimed_network_is_allocated() {
+        let p = Path::new("model.safetensors");
+        let dev = Device::Cpu;
+        let w = weights_of(&mlp(16));
+        check_weights(&mlp(16), &w, &dev, p).unwrap();
+        // 2^13 hidden units: 4 × 2^26 weights of the claimed network, never allocated
+        let e = check_weights(&mlp(1 << 13), &w, &dev, p).unwrap_err();
+        assert!(
+            matches!(&e, TrainError::Corrupt { reason, .. } if reason.contains("the model expects")),
+            "{e}"
+        );
+        let mut missing = w.clone();
+        missing.remove("output.bias");
+        let e = check_weights(&mlp(16), &missing, &dev, p).unwrap_err();
+        assert!(e.to_string().contains("missing tensor `output.bias`"), "{e}");
+        let mut extra = w.clone();
+        extra.insert("zzz".into(), Tensor::zeros(3, DType::F32, &dev).unwrap());
+        let e = check_weights(&mlp(16), &extra, &dev, p).unwrap_err();
+        assert!(e.to_string().contains("unexpected tensor `zzz`"), "{e}");
     }
 }
