@@ -120,6 +120,8 @@ pub struct ReflowArgs {
 pub enum ModelKind {
     Mlp,
     Unet,
+    /// Diffusion Transformer (adaLN-Zero) on image patches.
+    Dit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -238,6 +240,18 @@ pub struct TrainArgs {
     /// MLP: number of residual blocks (default 3).
     #[arg(long)]
     pub layers: Option<usize>,
+    /// DiT: token width (divisible by --heads and by 4; digits preset 96, mnist 128).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// DiT: number of transformer blocks (digits preset 4, mnist 3).
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// DiT: attention heads (default 4).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// DiT: side of the square patches, dividing the image size (digits preset 2, mnist 4).
+    #[arg(long)]
+    pub patch_size: Option<usize>,
     /// Class-conditional model on the data set's labels (digits, MNIST, Fashion-MNIST, CIFAR-10,
     /// labelled folders), for classifier-free guidance at sampling (`sample --class --guidance-scale`).
     #[arg(long)]
@@ -696,6 +710,9 @@ pub struct EvalArgs {
     pub threshold: f64,
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Replace an existing --json file.
+    #[arg(long)]
+    pub force: bool,
     /// nll, nll-ode: the run folder of the model.
     #[arg(long, conflicts_with = "analytic")]
     pub run: Option<PathBuf>,
@@ -957,8 +974,8 @@ pub struct InterpolateArgs {
 pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
-    /// Network: the residual MLP on the 64 pixels (about a minute on 2 cores) or the U-Net
-    /// (about 10 minutes).
+    /// Network: the residual MLP on the 64 pixels (about a minute on 2 cores), the U-Net
+    /// (about 10 minutes) or the DiT.
     #[arg(long, value_enum, default_value = "mlp")]
     pub model: ModelKind,
     /// Override the number of training steps.

@@ -1,7 +1,8 @@
-//! rediffuse-nn: networks (time-conditioned MLP, U-Net) and the CPU kernels
+//! rediffuse-nn: networks (time-conditioned MLP, U-Net, DiT) and the CPU kernels
 //! they run on. Depends only on rediffuse-core and candle.
 
 pub mod classifier;
+pub mod dit;
 pub mod embedding;
 pub mod error;
 pub mod mlp;
@@ -11,6 +12,7 @@ pub mod ops;
 pub mod unet;
 
 pub use classifier::{Classifier, ClassifierConfig, ClassifierOutput};
+pub use dit::{Dit, DitConfig};
 pub use embedding::{timestep_embedding, SinusoidalEmbedding};
 pub use error::NnError;
 pub use mlp::{Mlp, MlpConfig};

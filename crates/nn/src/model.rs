@@ -2,6 +2,7 @@
 //!
 //! Adding a family: add a variant here and one arm in each `match` below.
 
+use crate::dit::{Dit, DitConfig};
 use crate::error::NnError;
 use crate::mlp::{Mlp, MlpConfig};
 use crate::net::DiffusionNet;
@@ -18,6 +19,8 @@ pub enum ModelConfig {
     Mlp(MlpConfig),
     /// DDPM/ADM-style U-Net for images `[C, H, W]`.
     Unet(UnetConfig),
+    /// Diffusion Transformer (adaLN-Zero) for images `[C, H, W]`.
+    Dit(DitConfig),
 }
 
 impl ModelConfig {
@@ -26,6 +29,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(_) => "mlp",
             ModelConfig::Unet(_) => "unet",
+            ModelConfig::Dit(_) => "dit",
         }
     }
 
@@ -34,6 +38,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.validate(),
             ModelConfig::Unet(c) => c.validate().map_err(NnError::from),
+            ModelConfig::Dit(c) => c.validate(),
         }
     }
 
@@ -51,6 +56,7 @@ impl ModelConfig {
                 }
                 Ok(())
             }
+            ModelConfig::Dit(c) => c.check_data_shape(sample_shape),
         }
     }
 
@@ -61,6 +67,9 @@ impl ModelConfig {
             ModelConfig::Unet(c) => {
                 Box::new(Unet::new(c, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
             }
+            ModelConfig::Dit(c) => {
+                Box::new(Dit::new(c, vb).map_err(|e| candle_core::Error::Msg(e.to_string()))?)
+            }
         })
     }
 
@@ -70,6 +79,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.learn_sigma,
             ModelConfig::Unet(c) => c.learn_sigma,
+            ModelConfig::Dit(c) => c.learn_sigma,
         }
     }
 
@@ -78,6 +88,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.learn_sigma = on,
             ModelConfig::Unet(c) => c.learn_sigma = on,
+            ModelConfig::Dit(c) => c.learn_sigma = on,
         }
     }
 
@@ -86,6 +97,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.num_classes,
             ModelConfig::Unet(c) => c.num_classes,
+            ModelConfig::Dit(c) => c.num_classes,
         }
     }
 
@@ -94,6 +106,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.num_classes = n,
             ModelConfig::Unet(c) => c.num_classes = n,
+            ModelConfig::Dit(c) => c.num_classes = n,
         }
     }
 
@@ -104,6 +117,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Mlp(c) => c.sample_shape(),
             ModelConfig::Unet(c) => vec![c.out_channels, c.image_size, c.image_size],
+            ModelConfig::Dit(c) => c.sample_shape(),
         }
     }
 
@@ -111,7 +125,7 @@ impl ModelConfig {
     /// channels; 0 for every other network).
     pub fn extra_input_channels(&self) -> usize {
         match self {
-            ModelConfig::Mlp(_) => 0,
+            ModelConfig::Mlp(_) | ModelConfig::Dit(_) => 0,
             ModelConfig::Unet(c) => c.in_channels.saturating_sub(c.out_channels),
         }
     }
@@ -125,6 +139,7 @@ impl ModelConfig {
                 let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &candle_core::Device::Cpu);
                 Unet::new(c, vb).map_or(0, |u| u.param_count())
             }
+            ModelConfig::Dit(c) => c.param_count(),
         }
     }
 }

@@ -9,6 +9,7 @@ use rediffuse_data::images::{ImageSpec, Split};
 use rediffuse_data::npy::{write_npy_tensor, NpyDtype};
 use rediffuse_data::source::DataSpec;
 use rediffuse_data::DataError;
+use rediffuse_nn::dit::DitConfig;
 use rediffuse_nn::mlp::MlpConfig;
 use rediffuse_nn::unet::UnetConfig;
 use rediffuse_nn::ModelConfig;
@@ -123,6 +124,29 @@ pub fn default_unet(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
     Ok(ModelConfig::Unet(cfg))
 }
 
+/// The DiT preset named `preset`, or the one that fits the data set `data` (`digits`: 2×2
+/// patches of the 8×8 digits, or of `digits:16`; `mnist`/`fashion-mnist`: 4×4 patches of 28×28).
+pub fn default_dit(data: &str, preset: Option<&str>) -> Result<ModelConfig> {
+    let name = match preset {
+        Some(p) => p.to_string(),
+        None => match parse(data)? {
+            Data::Images(img) => img.name().to_string(),
+            Data::Plain(_) => bail!("--model dit needs image data (or a --preset)"),
+        },
+    };
+    let mut cfg = match name.as_str() {
+        "digits" => DitConfig::digits(),
+        "mnist" | "fashion-mnist" => DitConfig::mnist(),
+        other => {
+            bail!("preset `{other}` has no DiT (--model dit takes --preset digits, mnist or fashion-mnist)")
+        }
+    };
+    if let Ok(Data::Images(ImageSpec::Digits { size })) = parse(data) {
+        cfg.image_size = size;
+    }
+    Ok(ModelConfig::Dit(cfg))
+}
+
 /// The MLP of a preset (`data_dim` and the sample shape come from the data when training
 /// starts): `digits` is a 512-wide residual MLP on the 64 pixels of the 8×8 digits.
 pub fn default_mlp(preset: Option<&str>) -> Result<ModelConfig> {
@@ -140,11 +164,22 @@ pub const MLP_DIGITS_HIDDEN: usize = 512;
 /// Steps, batch size, learning rate and warm-up of the digits MLP preset.
 pub const MLP_DIGITS_TRAINING: (usize, usize, f64, usize) = (4000, 256, 2e-3, 200);
 
+/// Steps, batch size, learning rate and warm-up of the digits DiT preset.
+pub const DIT_DIGITS_TRAINING: (usize, usize, f64, usize) = (3000, 128, 1e-3, 200);
+/// Steps, batch size, learning rate and warm-up of the MNIST / Fashion-MNIST DiT preset.
+pub const DIT_MNIST_TRAINING: (usize, usize, f64, usize) = (4000, 64, 5e-4, 200);
+
 /// Training hyper-parameters of a preset for the configured network (sizes chosen for a
 /// 2-core CPU).
 pub fn apply_preset(cfg: &mut TrainConfig, preset: &str) -> Result<()> {
     let mlp = matches!(cfg.model, ModelConfig::Mlp(_));
+    let dit = matches!(cfg.model, ModelConfig::Dit(_));
     let (steps, batch, lr, warmup) = match (preset, mlp) {
+        ("digits", false) if dit => DIT_DIGITS_TRAINING,
+        ("mnist" | "fashion-mnist", false) if dit => DIT_MNIST_TRAINING,
+        (other, false) if dit => {
+            bail!("preset `{other}` has no DiT (--model dit takes --preset digits, mnist or fashion-mnist)")
+        }
         ("digits", true) => MLP_DIGITS_TRAINING,
         ("digits", false) => (3000, 128, 2e-3, 200),
         ("mnist" | "fashion-mnist", false) => (4000, 64, 1e-3, 200),

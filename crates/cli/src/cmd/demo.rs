@@ -3,8 +3,8 @@
 //! Default (`--model mlp`): EDM (Karras et al. 2022) around the residual MLP of the `digits` MLP
 //! preset, sampled with EDM's stochastic sampler (Algorithm 2) — about a minute on 2 cores, and
 //! on the digits the best of all method/sampler pairs measured on that MLP
-//! (`methods_digits::digits_report`). `--model unet`: DDPM with the `digits` U-Net, sampled with
-//! DDIM (about 10 minutes).
+//! (`methods_digits::digits_report`). `--model unet` / `--model dit`: DDPM with the `digits`
+//! U-Net (about 10 minutes) or DiT, sampled with DDIM.
 
 use crate::args::{DemoArgs, ModelKind};
 use anyhow::{bail, Result};
@@ -28,6 +28,7 @@ pub fn demo_config(model: ModelKind, seed: u64, steps: Option<usize>) -> Result<
         ModelKind::Unet => {
             (crate::cmd::data::default_unet("digits", Some("digits"))?, Method::ddpm_default())
         }
+        ModelKind::Dit => (crate::cmd::data::default_dit("digits", Some("digits"))?, Method::ddpm_default()),
     };
     let mut cfg = TrainConfig::new("digits", net, method);
     crate::cmd::data::apply_preset(&mut cfg, "digits")?;
@@ -50,7 +51,7 @@ fn demo_sampler(model: ModelKind) -> SamplerSpec {
             s_tmax: 5.0,
             s_noise: 1.0,
         },
-        ModelKind::Unet => SamplerSpec::Ddim(DdimOptions {
+        ModelKind::Unet | ModelKind::Dit => SamplerSpec::Ddim(DdimOptions {
             steps: 50,
             eta: 0.0,
             spacing: TimestepSpacing::Leading,

@@ -39,7 +39,7 @@ impl GnGeom {
 
 multiversion! {
     /// Mean and 1/√(var + eps) of `x` (two passes, 16 accumulators each).
-    fn stats(x: &[f32], eps: f32) -> (f32, f32) {
+    pub(super) fn stats(x: &[f32], eps: f32) -> (f32, f32) {
         let n = x.len().max(1) as f32;
         let mut acc = [0f32; 16];
         let chunks = x.chunks_exact(16);

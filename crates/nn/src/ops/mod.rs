@@ -6,7 +6,9 @@
 //!
 //! Non-contiguous inputs are made contiguous first (a differentiable copy).
 
+mod adaln;
 mod alloc;
+mod attention;
 mod conv;
 mod conv_kernels;
 mod conv_shift;
@@ -19,6 +21,7 @@ pub mod reference;
 mod sgemm;
 pub(crate) mod simd;
 mod threads;
+mod transformer;
 
 use candle_core::{DType, Result, Tensor};
 
@@ -124,6 +127,46 @@ pub fn add_channel_bias(x: &Tensor, t: &Tensor) -> Result<Tensor> {
         return reference::add_channel_bias(x, t);
     }
     x.contiguous()?.apply_op2(&t.contiguous()?, elementwise::AddChannelBias)
+}
+
+/// DiT's adaptive LayerNorm: LayerNorm without affine parameters over the last dimension of
+/// `x [B, N, D]`, then `x̂·(1 + scale[b]) + shift[b]` with `shift`, `scale` `[B, D]` (one fused
+/// pass forward and backward).
+pub fn adaln_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    if !fast_path(&[x, shift, scale]) {
+        return reference::adaln_modulate(x, shift, scale, eps);
+    }
+    if !(eps.is_finite() && eps > 0.0) {
+        candle_core::bail!("adaln_modulate: eps must be positive and finite, got {eps}");
+    }
+    let op = adaln::AdaLn { eps: eps as f32 };
+    x.contiguous()?.apply_op3(&shift.contiguous()?, &scale.contiguous()?, op)
+}
+
+/// Multi-head self-attention core on packed projections `qkv [B, N, 3D]` (q, k, v side by
+/// side, `heads` heads each): `softmax(q kᵀ/√d) v`, `[B, N, D]` with the heads side by side.
+pub fn attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    if !fast_path(&[qkv]) {
+        return reference::attention(qkv, heads);
+    }
+    qkv.contiguous()?.apply_op1(attention::Attention { heads })
+}
+
+/// GELU, tanh approximation: `½x(1 + tanh(√(2/π)(x + 0.044715x³)))`.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    if !fast_path(&[x]) {
+        return reference::gelu(x);
+    }
+    x.contiguous()?.apply_op1(transformer::Gelu)
+}
+
+/// The gated residual of adaLN-Zero blocks: `x + gate[b]·h` for `x`, `h` `[B, N, D]` and
+/// `gate` `[B, D]`.
+pub fn gated_residual(x: &Tensor, h: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    if !fast_path(&[x, h, gate]) {
+        return reference::gated_residual(x, h, gate);
+    }
+    x.contiguous()?.apply_op3(&h.contiguous()?, &gate.contiguous()?, transformer::GatedResidual)
 }
 
 /// Ensure f32.

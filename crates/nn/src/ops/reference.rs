@@ -97,3 +97,38 @@ pub fn add_channel_bias(x: &Tensor, t: &Tensor) -> Result<Tensor> {
     shape.extend(std::iter::repeat_n(1, x.rank().saturating_sub(2)));
     x.broadcast_add(&t.reshape(shape.as_slice())?)
 }
+
+/// LayerNorm without affine parameters over the last dimension of `x [B, N, D]`, then
+/// `x̂·(1 + scale[b]) + shift[b]` (`shift`, `scale` `[B, D]`).
+pub fn adaln_modulate(x: &Tensor, shift: &Tensor, scale: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let xn = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    xn.broadcast_mul(&(scale + 1.0)?.unsqueeze(1)?)?.broadcast_add(&shift.unsqueeze(1)?)
+}
+
+/// GELU, tanh approximation.
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    x.gelu()
+}
+
+/// `x + gate[b]·h` for `x`, `h` `[B, N, D]`, `gate` `[B, D]`.
+pub fn gated_residual(x: &Tensor, h: &Tensor, gate: &Tensor) -> Result<Tensor> {
+    x + h.broadcast_mul(&gate.unsqueeze(1)?)?
+}
+
+/// Multi-head self-attention core on `qkv [B, N, 3D]`: `softmax(q kᵀ/√d) v`, `[B, N, D]`.
+pub fn attention(qkv: &Tensor, heads: usize) -> Result<Tensor> {
+    let (b, n, c3) = qkv.dims3()?;
+    if heads == 0 || c3 % (3 * heads) != 0 {
+        candle_core::bail!("attention: qkv {:?} does not split into q, k, v of {heads} heads", qkv.dims());
+    }
+    let (c, d) = (c3 / 3, c3 / 3 / heads);
+    let qkv = qkv.reshape(vec![b, n, 3, heads, d])?.permute([2, 0, 3, 1, 4])?;
+    let part = |i: usize| -> Result<Tensor> { qkv.get(i)?.contiguous()?.reshape((b * heads, n, d)) };
+    let q = (part(0)? * (1.0 / (d as f64).sqrt()))?;
+    let (k, v) = (part(1)?, part(2)?);
+    let attn = softmax_last_dim(&q.matmul(&k.transpose(1, 2)?.contiguous()?)?)?;
+    attn.matmul(&v)?.reshape((b, heads, n, d))?.transpose(1, 2)?.contiguous()?.reshape((b, n, c))
+}

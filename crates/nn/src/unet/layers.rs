@@ -157,3 +157,29 @@ impl GroupNorm {
         ops::group_norm(x, &self.weight, &self.bias, self.groups, self.eps, silu)
     }
 }
+
+/// Overwrite the variables `params` in `varmap` with seeded draws from their initialisers
+/// (one ChaCha8 stream seeded with `seed`, drawn in the order of `params`).
+pub(crate) fn init_seeded(params: &[ParamSpec], varmap: &candle_nn::VarMap, seed: u64) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let data = varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
+    for p in params {
+        let var = data
+            .get(&p.name)
+            .ok_or_else(|| candle_core::Error::Msg(format!("variable `{}` not in the VarMap", p.name)))?;
+        let n = p.elem_count();
+        let values: Vec<f32> = match p.init {
+            ParamInit::Uniform { bound } => {
+                (0..n).map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32).collect()
+            }
+            ParamInit::Normal { std } => {
+                (0..n).map(|_| (rng.sample::<f64, _>(rand_distr::StandardNormal) * std) as f32).collect()
+            }
+            ParamInit::Const(c) => vec![c as f32; n],
+        };
+        let t = Tensor::from_vec(values, p.shape.as_slice(), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}

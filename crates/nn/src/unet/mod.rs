@@ -15,7 +15,7 @@
 
 mod blocks;
 mod config;
-mod layers;
+pub(crate) mod layers;
 mod time_embed;
 
 pub use config::{SkipLayout, UnetConfig, UnetError};
@@ -27,9 +27,8 @@ use blocks::{AttnBlock, BlockSettings, Downsample, Dropout, ResBlock, Upsample};
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use layers::{Builder, Conv2d, GroupNorm, Linear};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rand_distr::StandardNormal;
 use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
@@ -189,27 +188,7 @@ impl Unet {
 
     /// Overwrite this network's variables in `varmap` with seeded draws from their initialisers.
     pub fn init_seeded(&self, varmap: &VarMap, seed: u64) -> Result<()> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let data =
-            varmap.data().lock().map_err(|_| candle_core::Error::Msg("VarMap lock poisoned".into()))?;
-        for p in &self.params {
-            let var = data
-                .get(&p.name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("variable `{}` not in the VarMap", p.name)))?;
-            let n = p.elem_count();
-            let values: Vec<f32> = match p.init {
-                ParamInit::Uniform { bound } => {
-                    (0..n).map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * bound) as f32).collect()
-                }
-                ParamInit::Normal { std } => {
-                    (0..n).map(|_| (rng.sample::<f64, _>(StandardNormal) * std) as f32).collect()
-                }
-                ParamInit::Const(c) => vec![c as f32; n],
-            };
-            let t = Tensor::from_vec(values, p.shape.as_slice(), var.device())?.to_dtype(var.dtype())?;
-            var.set(&t)?;
-        }
-        Ok(())
+        layers::init_seeded(&self.params, varmap, seed)
     }
 
     /// Reseed the dropout mask stream (used only when `train` and `dropout > 0`).
