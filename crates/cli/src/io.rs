@@ -10,7 +10,9 @@ pub fn prepare_output(path: &Path, force: bool) -> Result<()> {
     }
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                anyhow::anyhow!("cannot create the folder {} for {}: {e}", parent.display(), path.display())
+            })?;
         }
     }
     Ok(())

@@ -16,6 +16,12 @@ fn main() {
     }
     // the fast kernels run on rayon's pool; candle's spin-waiting pool is reduced to one thread
     rediffuse_nn::ops::init_threads(None);
+    // a write past the file-size limit (`ulimit -f`) then fails with EFBIG, reported as an
+    // error, instead of killing the process halfway through a file
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Train(a) => cmd::train::run(a),

@@ -62,6 +62,12 @@ pub struct TrainState {
     /// importance; absent otherwise (and in checkpoints of earlier versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub importance_sampler: Option<ImportanceSampler>,
+    /// Steps skipped for a non-finite loss or gradient, in all (the optimiser is at
+    /// `step − skipped_steps`), and since the last metrics record.
+    #[serde(default)]
+    pub skipped_steps: u64,
+    #[serde(default)]
+    pub skipped_since_log: u64,
 }
 
 /// Tensors of one checkpoint.
@@ -80,16 +86,23 @@ pub fn write_checkpoint(run_dir: &Path, tensors: &CheckpointTensors, state: &Tra
         fs::remove_dir_all(&staged).map_err(|e| TrainError::io(&staged, e))?;
     }
     fs::create_dir(&staged).map_err(|e| TrainError::io(&staged, e))?;
-    save_safetensors_synced(&tensors.model, &staged.join(MODEL_FILE))?;
-    save_safetensors_synced(&tensors.ema, &staged.join(EMA_FILE))?;
-    save_safetensors_synced(&tensors.optimizer, &staged.join(OPTIMIZER_FILE))?;
-    if let Some(t) = &tensors.target {
-        save_safetensors_synced(t, &staged.join(TARGET_FILE))?;
+    let staged_ok = (|| {
+        save_safetensors_synced(&tensors.model, &staged.join(MODEL_FILE))?;
+        save_safetensors_synced(&tensors.ema, &staged.join(EMA_FILE))?;
+        save_safetensors_synced(&tensors.optimizer, &staged.join(OPTIMIZER_FILE))?;
+        if let Some(t) = &tensors.target {
+            save_safetensors_synced(t, &staged.join(TARGET_FILE))?;
+        }
+        let json = serde_json::to_vec_pretty(state)
+            .map_err(|e| TrainError::corrupt(staged.join(STATE_FILE), e))?;
+        write_atomic(&staged.join(STATE_FILE), &json)?;
+        sync_dir(&staged)
+    })();
+    if let Err(e) = staged_ok {
+        // a failed write (full disk, file-size limit) leaves the previous checkpoint as it was
+        let _ = fs::remove_dir_all(&staged);
+        return Err(e);
     }
-    let json =
-        serde_json::to_vec_pretty(state).map_err(|e| TrainError::corrupt(staged.join(STATE_FILE), e))?;
-    write_atomic(&staged.join(STATE_FILE), &json)?;
-    sync_dir(&staged)?;
     replace_dir(&staged, &run_dir.join(CHECKPOINT_DIR), &run_dir.join(CHECKPOINT_OLD))
 }
 
@@ -134,6 +147,9 @@ pub fn read_state(path: &Path) -> Result<TrainState> {
     }
     if !st.loss_sum.is_finite() || !st.elapsed_s.is_finite() || st.elapsed_s < 0.0 {
         return Err(TrainError::corrupt(path, "non-finite loss_sum or elapsed_s"));
+    }
+    if st.skipped_steps > st.step || st.skipped_since_log > st.skipped_steps {
+        return Err(TrainError::corrupt(path, "more skipped steps than steps"));
     }
     Ok(st)
 }

@@ -26,9 +26,13 @@ pub enum TrainError {
     /// The sample-quality evaluation during training failed.
     #[error("evaluation at step {step} failed: {reason}")]
     Eval { step: u64, reason: String },
-    /// The loss became NaN or infinite.
-    #[error("non-finite loss {loss} at step {step}")]
-    NonFiniteLoss { step: u64, loss: f64 },
+    /// The loss (or its gradient norm) stayed NaN or infinite for `streak` steps in a row; the
+    /// run's files hold the last good checkpoint, of step `checkpoint` (`None`: none written).
+    #[error("training diverged: non-finite loss {loss} at step {step} ({streak} step(s) in a row){}", kept(*.checkpoint))]
+    NonFiniteLoss { step: u64, loss: f64, streak: u64, checkpoint: Option<u64> },
+    /// A weight became NaN or infinite (it is not written to a checkpoint).
+    #[error("training diverged: parameter {param} is NaN or infinite at step {step}; the last good checkpoint is kept")]
+    NonFiniteWeights { step: u64, param: String },
     /// File-system failure.
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -61,5 +65,12 @@ impl TrainError {
     }
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io { path: path.into(), source }
+    }
+}
+
+fn kept(checkpoint: Option<u64>) -> String {
+    match checkpoint {
+        Some(c) => format!("; the last good checkpoint, of step {c}, is kept"),
+        None => String::new(),
     }
 }

@@ -53,7 +53,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Write a safetensors file and fsync it (no rename: for files inside a directory that is
 /// itself renamed into place).
 pub fn save_safetensors_synced(map: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    candle_core::safetensors::save(map, path)?;
+    candle_core::safetensors::save(map, path)
+        .map_err(|e| TrainError::io(path, std::io::Error::other(e.to_string())))?;
     sync_file(path)
 }
 

@@ -35,4 +35,4 @@ pub use optim::{AdamW, AdamWConfig};
 pub use periodic::{EvalFeatures, PeriodicEval, PeriodicEvalConfig};
 pub use run::{load_run, LoadedRun, NetDenoiser};
 pub use superres::SuperResConfig;
-pub use trainer::{NoObserver, StepReport, TrainObserver, TrainSummary, Trainer};
+pub use trainer::{NoObserver, StepReport, TrainObserver, TrainSummary, Trainer, StepOutcome, MAX_NONFINITE_STREAK};

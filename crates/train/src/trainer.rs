@@ -66,6 +66,28 @@ pub trait TrainObserver {
     fn should_stop(&mut self) -> bool {
         false
     }
+    /// Called when `step` was skipped because its loss or gradient norm was NaN or infinite
+    /// (`value` is the offending number); `streak` counts the skipped steps in a row.
+    fn on_skipped_step(&mut self, step: u64, value: f64, streak: u64) {
+        let _ = (step, value, streak);
+    }
+}
+
+/// Consecutive skipped (non-finite) steps after which training stops with
+/// [`TrainError::NonFiniteLoss`]; the last checkpoint on disk, written before the streak, is kept.
+pub const MAX_NONFINITE_STREAK: u64 = 10;
+
+/// Outcome of one [`Trainer::train_step`].
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// The batch loss (a scalar tensor).
+    pub loss: Tensor,
+    /// Learning rate of the step.
+    pub lr: f64,
+    /// `Some(value)` when the loss or the gradient norm was `value`, NaN or infinite, and the
+    /// update was skipped (no optimiser, EMA or target update; the step still counts, and its
+    /// batch and random draws are consumed, so the run stays reproducible).
+    pub skipped: Option<f64>,
 }
 
 /// An observer that ignores everything.
@@ -118,6 +140,10 @@ pub struct Trainer {
     elapsed_before: f64,
     last_checkpoint: Option<u64>,
     idx_buf: Vec<u32>,
+    /// Steps skipped for a non-finite loss: in all, since the last metrics record, in a row.
+    skipped_total: u64,
+    skipped_since_log: u64,
+    nonfinite_streak: u64,
 }
 
 struct Built {
@@ -257,6 +283,9 @@ impl Trainer {
             elapsed_before: 0.0,
             last_checkpoint: None,
             idx_buf: Vec::new(),
+            skipped_total: 0,
+            skipped_since_log: 0,
+            nonfinite_streak: 0,
         })
     }
 
@@ -300,10 +329,15 @@ impl Trainer {
             }
             None => None,
         };
-        if opt.step_count() != state.step {
+        if opt.step_count() + state.skipped_steps != state.step {
             return Err(TrainError::corrupt(
                 &opt_path,
-                format!("optimizer is at step {} but state.json at step {}", opt.step_count(), state.step),
+                format!(
+                    "optimizer is at step {} but state.json at step {} ({} skipped)",
+                    opt.step_count(),
+                    state.step,
+                    state.skipped_steps
+                ),
             ));
         }
         let loss_acc =
@@ -362,6 +396,9 @@ impl Trainer {
             elapsed_before: state.elapsed_s,
             last_checkpoint: Some(state.step),
             idx_buf: Vec::new(),
+            skipped_total: state.skipped_steps,
+            skipped_since_log: state.skipped_since_log,
+            nonfinite_streak: 0,
         })
     }
 
@@ -463,9 +500,9 @@ impl Trainer {
     /// One optimiser step (DDPM Alg. 1 for DDPM; the same shape for every method): x₀ from the
     /// shuffled data, the method's noise level and noise from the run's generator, loss =
     /// [`Objective::batch_loss`] (the batch mean of the per-sample loss; for iDDPM weighted by the
-    /// importance weights, updating the sampler's history). Returns the loss (a scalar tensor, not
-    /// read back) and the learning rate used.
-    pub fn train_step(&mut self) -> Result<(Tensor, f64)> {
+    /// importance weights, updating the sampler's history). A step whose loss or gradient norm is
+    /// NaN or infinite changes no weights ([`StepOutcome::skipped`]).
+    pub fn train_step(&mut self) -> Result<StepOutcome> {
         let b = self.config.batch_size;
         let dev = self.data.device().clone();
         self.batcher.next_batch(b, &mut self.idx_buf);
@@ -514,10 +551,20 @@ impl Trainer {
                 self.sampler.as_mut(),
             )?,
         };
-        let grads = loss.backward()?;
         let lr = warmup_lr(self.config.lr, self.config.warmup_steps, k);
+        let value = loss.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            self.step = k;
+            return Ok(StepOutcome { loss: loss.detach(), lr, skipped: Some(value) });
+        }
+        let grads = loss.backward()?;
+        let norm = global_grad_norm(&grads, &self.params)?;
+        if !norm.is_finite() {
+            self.step = k;
+            return Ok(StepOutcome { loss: loss.detach(), lr, skipped: Some(norm) });
+        }
         let scale = match self.config.grad_clip {
-            Some(c) => clip_scale(global_grad_norm(&grads, &self.params)?, c),
+            Some(c) => clip_scale(norm, c),
             None => 1.0,
         };
         self.opt.step(&grads, lr, scale)?;
@@ -528,7 +575,7 @@ impl Trainer {
             target.update_with_decay(&self.params, c.target_decay(self.step, self.config.steps as u64))?;
         }
         self.step = k;
-        Ok((loss.detach(), lr))
+        Ok(StepOutcome { loss: loss.detach(), lr, skipped: None })
     }
 
     /// Train until `config.steps` (or until the observer asks to stop), logging every
@@ -559,12 +606,31 @@ impl Trainer {
                 stopped_early = true;
                 break;
             }
-            let (loss, lr) = self.train_step()?;
-            self.loss_acc = Some(match self.loss_acc.take() {
-                Some(acc) => (acc + loss)?,
-                None => loss,
-            });
-            self.loss_count += 1;
+            let StepOutcome { loss, lr, skipped } = self.train_step()?;
+            match skipped {
+                Some(value) => {
+                    self.skipped_total += 1;
+                    self.skipped_since_log += 1;
+                    self.nonfinite_streak += 1;
+                    observer.on_skipped_step(self.step, value, self.nonfinite_streak);
+                    if self.nonfinite_streak >= MAX_NONFINITE_STREAK {
+                        return Err(TrainError::NonFiniteLoss {
+                            step: self.step,
+                            loss: value,
+                            streak: self.nonfinite_streak,
+                            checkpoint: self.last_checkpoint,
+                        });
+                    }
+                }
+                None => {
+                    self.nonfinite_streak = 0;
+                    self.loss_acc = Some(match self.loss_acc.take() {
+                        Some(acc) => (acc + loss)?,
+                        None => loss,
+                    });
+                    self.loss_count += 1;
+                }
+            }
             let train_time = session.elapsed().as_secs_f64() - eval_time;
             let elapsed_s = self.elapsed_before + train_time;
             let mut extra = BTreeMap::new();
@@ -582,8 +648,7 @@ impl Trainer {
             }
             let mut reported = None;
             if self.step.is_multiple_of(log_every) || self.step == total || !extra.is_empty() {
-                let mean = self.flush_loss(lr, elapsed_s, extra)?;
-                reported = Some(mean);
+                reported = self.flush_loss(lr, elapsed_s, extra)?;
             }
             let done = (self.step - first_step) as f64;
             observer.on_step(&StepReport {
@@ -594,7 +659,9 @@ impl Trainer {
                 elapsed_s,
                 steps_per_sec: done / train_time.max(1e-9),
             });
-            if self.step.is_multiple_of(ckpt_every) && self.step < total {
+            // during a streak of skipped steps the weights are suspect: the checkpoint waits for
+            // the next good step's checkpoint step
+            if self.step.is_multiple_of(ckpt_every) && self.step < total && self.nonfinite_streak == 0 {
                 self.save_checkpoint_at(elapsed_s)?;
                 observer.on_checkpoint(self.step);
             }
@@ -608,20 +675,32 @@ impl Trainer {
         Ok(TrainSummary { step: self.step, total, last_loss: self.last_loss, elapsed_s, stopped_early })
     }
 
-    /// Read back the accumulated loss, append a metrics record, reset the accumulator.
-    fn flush_loss(&mut self, lr: f64, elapsed_s: f64, eval: BTreeMap<String, f64>) -> Result<f64> {
-        let sum = match self.loss_acc.take() {
-            Some(t) => t.to_scalar::<f32>()? as f64,
-            None => return Err(TrainError::Data("no loss accumulated".into())),
-        };
-        let mean = sum / self.loss_count as f64;
+    /// Read back the accumulated loss, append a metrics record (with `skipped_steps` when steps
+    /// were skipped since the previous one), reset the accumulator. No record when every step
+    /// since the previous one was skipped.
+    fn flush_loss(&mut self, lr: f64, elapsed_s: f64, mut eval: BTreeMap<String, f64>) -> Result<Option<f64>> {
+        let Some(acc) = self.loss_acc.take() else { return Ok(None) };
+        let mean = acc.to_scalar::<f32>()? as f64 / self.loss_count as f64;
         self.loss_count = 0;
         if !mean.is_finite() {
-            return Err(TrainError::NonFiniteLoss { step: self.step, loss: mean });
+            return Err(self.diverged(mean));
+        }
+        if self.skipped_since_log > 0 {
+            eval.insert("skipped_steps".into(), self.skipped_since_log as f64);
+            self.skipped_since_log = 0;
         }
         self.metrics.append(&MetricRecord { step: self.step, loss: mean, lr, time_s: elapsed_s, eval })?;
         self.last_loss = Some(mean);
-        Ok(mean)
+        Ok(Some(mean))
+    }
+
+    fn diverged(&self, loss: f64) -> TrainError {
+        TrainError::NonFiniteLoss {
+            step: self.step,
+            loss,
+            streak: self.nonfinite_streak.max(1),
+            checkpoint: self.last_checkpoint,
+        }
     }
 
     /// The current EMA weights as a run ready for sampling (a copy: later steps do not change it).
@@ -649,7 +728,14 @@ impl Trainer {
         // a non-finite loss since the last log step means the weights may be NaN/inf: keep the
         // previous (good) checkpoint rather than overwrite it
         if !loss_sum.is_finite() {
-            return Err(TrainError::NonFiniteLoss { step: self.step, loss: loss_sum });
+            return Err(self.diverged(loss_sum));
+        }
+        // and never a NaN/inf weight on disk
+        for (name, p) in &self.params {
+            let s = p.as_tensor().abs()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !s.is_finite() {
+                return Err(TrainError::NonFiniteWeights { step: self.step, param: name.clone() });
+            }
         }
         let state = TrainState {
             format: STATE_FORMAT,
@@ -662,6 +748,8 @@ impl Trainer {
             loss_count: self.loss_count,
             elapsed_s,
             importance_sampler: self.sampler.clone(),
+            skipped_steps: self.skipped_total,
+            skipped_since_log: self.skipped_since_log,
         };
         let tensors = CheckpointTensors {
             model: param_tensors(&self.params),

@@ -162,7 +162,16 @@ fn divergence_never_reaches_a_checkpoint() {
     std::fs::write(dir.join("config.toml"), text).unwrap();
     let mut t = rediffuse_train::Trainer::resume(&dir, x.clone()).unwrap();
     let err = t.run(&mut rediffuse_train::NoObserver).expect_err("the diverged run must fail");
-    assert!(matches!(err, rediffuse_train::TrainError::NonFiniteLoss { step: 20, .. }), "{err}");
+    // the blown-up weights give non-finite losses: those steps are skipped, the checkpoint of
+    // step 20 falls inside the streak and is not written, and the streak ends the run
+    match err {
+        rediffuse_train::TrainError::NonFiniteLoss { step, streak, checkpoint, .. } => {
+            assert_eq!(streak, rediffuse_train::MAX_NONFINITE_STREAK);
+            assert_eq!(checkpoint, Some(10));
+            assert!((21..=40).contains(&step), "stopped at step {step}");
+        }
+        e => panic!("expected NonFiniteLoss, got {e}"),
+    }
     drop(t);
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint/state.json")).unwrap()).unwrap();
@@ -177,4 +186,73 @@ fn divergence_never_reaches_a_checkpoint() {
         assert!(s.is_finite(), "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Counts the skipped steps the trainer reports.
+#[derive(Default)]
+struct SkipCounter {
+    skipped: Vec<u64>,
+}
+impl rediffuse_train::TrainObserver for SkipCounter {
+    fn on_skipped_step(&mut self, step: u64, value: f64, _streak: u64) {
+        assert!(!value.is_finite());
+        self.skipped.push(step);
+    }
+}
+
+/// One absurd example (1e25: its squared error overflows f32) makes the loss of every batch
+/// holding it infinite: exactly those steps are skipped and reported, the run finishes with
+/// finite weights, `metrics.jsonl` counts the skipped steps, and resuming halfway reproduces it.
+#[test]
+fn non_finite_steps_are_skipped() {
+    let good = gaussian_mixture(255, 3);
+    let outlier = Tensor::new(&[[1e25f32, -1e25]], &Device::Cpu).unwrap();
+    let x = Tensor::cat(&[&good, &outlier], 0).unwrap();
+    let mut cfg = small_config(60);
+    cfg.batch_size = 32;
+    cfg.log_every = 5;
+    cfg.checkpoint_every = 10;
+    let dir = temp_dir("skip");
+    let mut obs = SkipCounter::default();
+    let summary = Trainer::create(&dir, cfg.clone(), x.clone()).unwrap().run(&mut obs).unwrap();
+    assert_eq!(summary.step, 60);
+    // 256 rows in batches of 32: one batch in 8 holds the outlier
+    assert!((7..=9).contains(&obs.skipped.len()), "skipped {:?}", obs.skipped);
+    let records = rediffuse_train::read_metrics(&dir.join("metrics.jsonl")).unwrap();
+    let logged: f64 = records.iter().filter_map(|r| r.eval.get("skipped_steps")).sum();
+    assert_eq!(logged as usize, obs.skipped.len());
+    assert!(records.iter().all(|r| r.loss.is_finite() && r.loss < 10.0));
+    let state: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("checkpoint/state.json")).unwrap()).unwrap();
+    assert_eq!(state["skipped_steps"], obs.skipped.len() as u64);
+    for file in [MODEL_FILE, EMA_FILE] {
+        let w = rediffuse_train::checkpoint::read_tensors(&dir.join(CHECKPOINT_DIR).join(file), &Device::Cpu)
+            .unwrap();
+        for (name, v) in w {
+            let s = v.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(s.is_finite(), "{file}: {name}");
+        }
+    }
+    // the same run stopped at step 30 and resumed: identical metrics and weights
+    let dir2 = temp_dir("skip-resumed");
+    let mut half = cfg.clone();
+    half.steps = 30;
+    Trainer::create(&dir2, half, x.clone()).unwrap().run(&mut NoObserver).unwrap();
+    let text = fs::read_to_string(dir2.join("config.toml")).unwrap().replace("steps = 30", "steps = 60");
+    fs::write(dir2.join("config.toml"), text).unwrap();
+    Trainer::resume(&dir2, x).unwrap().run(&mut NoObserver).unwrap();
+    let strip = |d: &Path| -> Vec<(u64, u64, u64)> {
+        rediffuse_train::read_metrics(&d.join("metrics.jsonl"))
+            .unwrap()
+            .iter()
+            .map(|r| (r.step, r.loss.to_bits(), r.eval.get("skipped_steps").copied().unwrap_or(0.0) as u64))
+            .collect()
+    };
+    assert_eq!(strip(&dir), strip(&dir2));
+    assert_eq!(
+        fs::read(dir.join("checkpoint").join(MODEL_FILE)).unwrap(),
+        fs::read(dir2.join("checkpoint").join(MODEL_FILE)).unwrap()
+    );
+    fs::remove_dir_all(&dir).unwrap();
+    fs::remove_dir_all(&dir2).unwrap();
 }

@@ -11,6 +11,9 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn run(a: EvalArgs) -> Result<()> {
+    if let Some(p) = &a.json {
+        crate::io::prepare_output(p, a.force)?;
+    }
     if matches!(a.metric, MetricKind::Nll | MetricKind::NllOde) {
         return crate::cmd::nll::run(&a);
     }

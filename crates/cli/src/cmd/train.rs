@@ -54,6 +54,7 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
             let model = match a.model.unwrap_or(ModelKind::Mlp) {
                 ModelKind::Mlp => crate::cmd::data::default_mlp(a.preset.as_deref())?,
                 ModelKind::Unet => crate::cmd::data::default_unet(&data, a.preset.as_deref())?,
+                ModelKind::Dit => crate::cmd::data::default_dit(&data, a.preset.as_deref())?,
             };
             let mut cfg = TrainConfig::new(data, model, Method::ddpm_default());
             // defaults that train the MLP well on toy data within seconds
@@ -101,6 +102,23 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         }
         if let Some(l) = a.layers {
             m.layers = l;
+        }
+    }
+    if a.width.is_some() || a.depth.is_some() || a.heads.is_some() || a.patch_size.is_some() {
+        let ModelConfig::Dit(m) = &mut cfg.model else {
+            bail!("--width, --depth, --heads and --patch-size apply to --model dit only");
+        };
+        if let Some(v) = a.width {
+            m.width = v;
+        }
+        if let Some(v) = a.depth {
+            m.depth = v;
+        }
+        if let Some(v) = a.heads {
+            m.num_heads = v;
+        }
+        if let Some(v) = a.patch_size {
+            m.patch_size = v;
         }
     }
     if let Some(m) = a.method {
@@ -251,14 +269,28 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
     Ok(cfg)
 }
 
-/// Draws the progress bar.
+/// Draws the progress bar and warns of skipped steps.
 pub struct BarObserver {
     pub bar: indicatif::ProgressBar,
+    /// Skipped steps warned about so far (the first few are listed, then a count at the end).
+    pub skipped: u64,
 }
+
+/// Skipped steps listed one by one before the warnings stop.
+const SKIP_WARNINGS: u64 = 5;
 
 impl TrainObserver for BarObserver {
     fn on_eval_start(&mut self, step: u64) {
         self.bar.set_message(format!("step {step}: sampling for FID/KID"));
+    }
+    fn on_skipped_step(&mut self, step: u64, value: f64, streak: u64) {
+        self.skipped += 1;
+        if self.skipped <= SKIP_WARNINGS {
+            let more = if self.skipped == SKIP_WARNINGS { " (further skipped steps are counted in metrics.jsonl)" } else { "" };
+            self.bar.suspend(|| {
+                eprintln!("warning: step {step}: non-finite loss or gradient ({value}); the update was skipped ({streak} in a row){more}")
+            });
+        }
     }
     fn on_step(&mut self, r: &StepReport) {
         self.bar.set_position(r.step);
@@ -307,6 +339,9 @@ fn train_in_with(
                 (true, ModelConfig::Unet(u), &[c, h, w]) if h == w => {
                     // a preset's U-Net on images of another size or channel count (e.g. a .npy)
                     (u.image_size, u.in_channels, u.out_channels) = (h, c, c);
+                }
+                (true, ModelConfig::Dit(m), &[c, h, w]) if h == w => {
+                    (m.image_size, m.channels) = (h, c);
                 }
                 _ => {}
             }
@@ -389,10 +424,25 @@ pub fn drive(
     }
     let bar = progress::bar(cfg.steps as u64, quiet, "train");
     bar.set_position(trainer.step());
-    let mut obs = BarObserver { bar };
+    let mut obs = BarObserver { bar, skipped: 0 };
     let summary = trainer
-        .run_with(&mut obs, evaluator.as_mut().map(|e| e as &mut dyn rediffuse_train::PeriodicEval))?;
+        .run_with(&mut obs, evaluator.as_mut().map(|e| e as &mut dyn rediffuse_train::PeriodicEval));
     obs.bar.finish();
+    let summary = match summary {
+        Err(
+            e @ (rediffuse_train::TrainError::NonFiniteLoss { .. }
+            | rediffuse_train::TrainError::NonFiniteWeights { .. }),
+        ) => bail!(
+            "{e}\nhint: lower the learning rate (edit lr in {}) or clip gradients (grad_clip), \
+             then continue from that checkpoint with `rediffuse train --resume {}`",
+            out.join("config.toml").display(),
+            out.display()
+        ),
+        r => r?,
+    };
+    if obs.skipped > SKIP_WARNINGS {
+        eprintln!("warning: {} steps were skipped for a non-finite loss or gradient", obs.skipped);
+    }
     let plot = out.join("loss.png");
     if let Err(e) = crate::cmd::eval::loss_plot(out, &plot) {
         eprintln!("warning: could not draw the loss curve: {e:#}");
