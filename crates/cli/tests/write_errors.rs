@@ -48,7 +48,8 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn full_disk_keeps_the_previous_checkpoint() {
     let d = tmp("fulldisk");
-    let common = ["--data", "moons", "--seed", "2", "--log-every", "10", "--checkpoint-every", "20", "--quiet"];
+    let common =
+        ["--data", "moons", "--seed", "2", "--log-every", "10", "--checkpoint-every", "20", "--quiet"];
     ok(&d, &[&["train", "--steps", "40", "--out", "r"], &common[..]].concat());
     let before = snapshot(&d.join("r/checkpoint"));
     let model = std::fs::metadata(d.join("r/checkpoint/model.safetensors")).unwrap().len();

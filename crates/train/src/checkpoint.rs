@@ -93,8 +93,8 @@ pub fn write_checkpoint(run_dir: &Path, tensors: &CheckpointTensors, state: &Tra
         if let Some(t) = &tensors.target {
             save_safetensors_synced(t, &staged.join(TARGET_FILE))?;
         }
-        let json = serde_json::to_vec_pretty(state)
-            .map_err(|e| TrainError::corrupt(staged.join(STATE_FILE), e))?;
+        let json =
+            serde_json::to_vec_pretty(state).map_err(|e| TrainError::corrupt(staged.join(STATE_FILE), e))?;
         write_atomic(&staged.join(STATE_FILE), &json)?;
         sync_dir(&staged)
     })();

@@ -272,7 +272,12 @@ pub fn train_classifier(
         let loss = cross_entropy(&logits, &y)?;
         let value = loss.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
-            return Err(TrainError::NonFiniteLoss { step: k as u64, loss: value, streak: 1, checkpoint: None });
+            return Err(TrainError::NonFiniteLoss {
+                step: k as u64,
+                loss: value,
+                streak: 1,
+                checkpoint: None,
+            });
         }
         let lr = train.lr_at(k);
         opt.step(&loss.backward()?, lr, 1.0)?;

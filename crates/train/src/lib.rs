@@ -35,4 +35,6 @@ pub use optim::{AdamW, AdamWConfig};
 pub use periodic::{EvalFeatures, PeriodicEval, PeriodicEvalConfig};
 pub use run::{load_run, LoadedRun, NetDenoiser};
 pub use superres::SuperResConfig;
-pub use trainer::{NoObserver, StepReport, TrainObserver, TrainSummary, Trainer, StepOutcome, MAX_NONFINITE_STREAK};
+pub use trainer::{
+    NoObserver, StepOutcome, StepReport, TrainObserver, TrainSummary, Trainer, MAX_NONFINITE_STREAK,
+};

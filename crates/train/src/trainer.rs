@@ -678,7 +678,12 @@ impl Trainer {
     /// Read back the accumulated loss, append a metrics record (with `skipped_steps` when steps
     /// were skipped since the previous one), reset the accumulator. No record when every step
     /// since the previous one was skipped.
-    fn flush_loss(&mut self, lr: f64, elapsed_s: f64, mut eval: BTreeMap<String, f64>) -> Result<Option<f64>> {
+    fn flush_loss(
+        &mut self,
+        lr: f64,
+        elapsed_s: f64,
+        mut eval: BTreeMap<String, f64>,
+    ) -> Result<Option<f64>> {
         let Some(acc) = self.loss_acc.take() else { return Ok(None) };
         let mean = acc.to_scalar::<f32>()? as f64 / self.loss_count as f64;
         self.loss_count = 0;

@@ -286,7 +286,11 @@ impl TrainObserver for BarObserver {
     fn on_skipped_step(&mut self, step: u64, value: f64, streak: u64) {
         self.skipped += 1;
         if self.skipped <= SKIP_WARNINGS {
-            let more = if self.skipped == SKIP_WARNINGS { " (further skipped steps are counted in metrics.jsonl)" } else { "" };
+            let more = if self.skipped == SKIP_WARNINGS {
+                " (further skipped steps are counted in metrics.jsonl)"
+            } else {
+                ""
+            };
             self.bar.suspend(|| {
                 eprintln!("warning: step {step}: non-finite loss or gradient ({value}); the update was skipped ({streak} in a row){more}")
             });
@@ -425,8 +429,8 @@ pub fn drive(
     let bar = progress::bar(cfg.steps as u64, quiet, "train");
     bar.set_position(trainer.step());
     let mut obs = BarObserver { bar, skipped: 0 };
-    let summary = trainer
-        .run_with(&mut obs, evaluator.as_mut().map(|e| e as &mut dyn rediffuse_train::PeriodicEval));
+    let summary =
+        trainer.run_with(&mut obs, evaluator.as_mut().map(|e| e as &mut dyn rediffuse_train::PeriodicEval));
     obs.bar.finish();
     let summary = match summary {
         Err(
