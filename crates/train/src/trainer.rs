@@ -39,7 +39,7 @@ pub struct StepReport {
     /// Total steps of the run.
     pub total: u64,
     /// Mean loss since the previous log step; `Some` only on log steps (`step % log_every == 0`
-    /// and the last step), so the loss is read back from the device only then.
+    /// and the last step). (Each step's loss is read back once to check that it is finite.)
     pub loss: Option<f64>,
     /// Learning rate used by this step.
     pub lr: f64,

@@ -1,4 +1,5 @@
-//! Element-wise and small structured ops with their backward passes: SiLU, softmax over
+//! Element-wise and small structured ops with their backward passes: activations (SiLU; the
+//! shared [`Activation`] op), softmax over
 //! the last dimension, nearest ×2 upsampling and a per-(sample, channel) bias add.
 
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
@@ -11,7 +12,7 @@ use super::threads::{par_ranges, SyncPtr};
 const CHUNK: usize = 1 << 14;
 
 /// Runs `f(range)` over `0..n` in parallel chunks, giving each its output sub-slice.
-fn par_chunks(out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
+pub(super) fn par_chunks(out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
     let n = out.len();
     let chunks = n.div_ceil(CHUNK);
     let p = SyncPtr(out.as_mut_ptr());
@@ -41,30 +42,46 @@ multiversion! {
     }
 }
 
-/// SiLU `x·sigmoid(x)` (Hendrycks & Gimpel 2016; Elfwing et al. 2018).
-pub(crate) struct Silu;
-struct SiluBackward;
+/// An element-wise activation `y = f(x)`: its forward kernel, the kernel of its backward
+/// `dx = dy·f′(x)`, and the op names the profiler reports.
+#[derive(Clone, Copy)]
+pub(crate) struct Activation {
+    pub forward_op: &'static str,
+    pub backward_op: &'static str,
+    pub fwd: fn(&[f32], &mut [f32]),
+    pub bwd: fn(&[f32], &[f32], &mut [f32]),
+}
 
-impl CustomOp1 for Silu {
+/// SiLU `x·sigmoid(x)` (Hendrycks & Gimpel 2016; Elfwing et al. 2018).
+pub(crate) const SILU: Activation = Activation {
+    forward_op: "rediffuse-silu",
+    backward_op: "rediffuse-silu-backward",
+    fwd: silu_fwd,
+    bwd: silu_bwd,
+};
+
+struct ActivationBackward(Activation);
+
+impl CustomOp1 for Activation {
     fn name(&self) -> &'static str {
-        "rediffuse-silu"
+        self.forward_op
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed("rediffuse-silu", || {
-            let x = slice(s, l, "silu")?;
+        super::profile::timed(self.forward_op, || {
+            let x = slice(s, l, self.forward_op)?;
             let mut y = vec![0f32; x.len()];
-            par_chunks(&mut y, |r, o| silu_fwd(&x[r], o));
+            par_chunks(&mut y, |r, o| (self.fwd)(&x[r], o));
             Ok(output(y, l.shape().clone()))
         })
     }
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &SiluBackward)?))
+        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &ActivationBackward(*self))?))
     }
 }
 
-impl CustomOp2 for SiluBackward {
+impl CustomOp2 for ActivationBackward {
     fn name(&self) -> &'static str {
-        "rediffuse-silu-backward"
+        self.0.backward_op
     }
     fn cpu_fwd(
         &self,
@@ -73,13 +90,14 @@ impl CustomOp2 for SiluBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed("rediffuse-silu-backward", || {
+        let name = self.0.backward_op;
+        super::profile::timed(name, || {
             if l1.dims() != l2.dims() {
-                bail!("silu backward: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
+                bail!("{name}: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
             }
-            let (x, dy) = (slice(s1, l1, "silu")?, slice(s2, l2, "silu")?);
+            let (x, dy) = (slice(s1, l1, name)?, slice(s2, l2, name)?);
             let mut dx = vec![0f32; x.len()];
-            par_chunks(&mut dx, |r, o| silu_bwd(&x[r.clone()], &dy[r], o));
+            par_chunks(&mut dx, |r, o| (self.0.bwd)(&x[r.clone()], &dy[r], o));
             Ok(output(dx, l1.shape().clone()))
         })
     }

@@ -117,7 +117,7 @@ pub fn silu(x: &Tensor) -> Result<Tensor> {
     if !fast_path(&[x]) {
         return reference::silu(x);
     }
-    x.contiguous()?.apply_op1(elementwise::Silu)
+    x.contiguous()?.apply_op1(elementwise::SILU)
 }
 
 /// `x[b, c, …] + t[b, c]`: adds a per-sample, per-channel value (e.g. a projected time
@@ -157,7 +157,7 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     if !fast_path(&[x]) {
         return reference::gelu(x);
     }
-    x.contiguous()?.apply_op1(transformer::Gelu)
+    x.contiguous()?.apply_op1(transformer::GELU)
 }
 
 /// The gated residual of adaLN-Zero blocks: `x + gate[b]·h` for `x`, `h` `[B, N, D]` and

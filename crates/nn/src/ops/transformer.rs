@@ -1,30 +1,16 @@
 //! Element-wise ops of transformer blocks with their backward passes: GELU (tanh
 //! approximation) and the gated residual `x + gate[b]·h` of adaLN-Zero blocks.
 
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::cpu::{output, slice, unpack};
+use super::elementwise::Activation;
 use super::simd::{exp_f32, multiversion};
-use super::threads::{par_for, par_ranges, SyncPtr};
-
-/// Elements per parallel chunk of the element-wise loops.
-const CHUNK: usize = 1 << 14;
+use super::threads::{par_for, SyncPtr};
 
 /// √(2/π).
 const GELU_C: f32 = 0.797_884_6;
 const GELU_A: f32 = 0.044_715;
-
-/// Runs `f(range, out)` over `0..out.len()` in parallel chunks.
-fn par_chunks(out: &mut [f32], f: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync) {
-    let n = out.len();
-    let p = SyncPtr(out.as_mut_ptr());
-    par_ranges(n.div_ceil(CHUNK), |_, cr| {
-        let r = (cr.start * CHUNK)..(cr.end * CHUNK).min(n);
-        // SAFETY: chunk ranges are disjoint.
-        let o = unsafe { p.slice(r.start, r.len()) };
-        f(r, o)
-    });
-}
 
 /// `tanh(u) = 1 − 2/(e^{2u} + 1)` (branch-free, saturates cleanly).
 #[inline(always)]
@@ -54,48 +40,12 @@ multiversion! {
 }
 
 /// GELU with the tanh approximation (Hendrycks & Gimpel 2016; PyTorch `approximate="tanh"`).
-pub(crate) struct Gelu;
-struct GeluBackward;
-
-impl CustomOp1 for Gelu {
-    fn name(&self) -> &'static str {
-        "rediffuse-gelu"
-    }
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed("rediffuse-gelu", || {
-            let x = slice(s, l, "gelu")?;
-            let mut y = vec![0f32; x.len()];
-            par_chunks(&mut y, |r, o| gelu_fwd(&x[r], o));
-            Ok(output(y, l.shape().clone()))
-        })
-    }
-    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&dy.contiguous()?, &GeluBackward)?))
-    }
-}
-
-impl CustomOp2 for GeluBackward {
-    fn name(&self) -> &'static str {
-        "rediffuse-gelu-backward"
-    }
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        super::profile::timed("rediffuse-gelu-backward", || {
-            if l1.dims() != l2.dims() {
-                bail!("gelu backward: shape mismatch {:?} vs {:?}", l1.dims(), l2.dims());
-            }
-            let (x, dy) = (slice(s1, l1, "gelu")?, slice(s2, l2, "gelu")?);
-            let mut dx = vec![0f32; x.len()];
-            par_chunks(&mut dx, |r, o| gelu_bwd(&x[r.clone()], &dy[r], o));
-            Ok(output(dx, l1.shape().clone()))
-        })
-    }
-}
+pub(crate) const GELU: Activation = Activation {
+    forward_op: "rediffuse-gelu",
+    backward_op: "rediffuse-gelu-backward",
+    fwd: gelu_fwd,
+    bwd: gelu_bwd,
+};
 
 /// `(b, n, d)` of a gated residual on `x`/`h` `[B, N, D]` and `gate` `[B, D]`.
 fn gate_geom(x: &[usize], h: &[usize], g: &[usize]) -> Result<(usize, usize, usize)> {
