@@ -38,6 +38,44 @@ pub enum Command {
     /// Progressive distillation (Salimans & Ho 2022): train students that take half the teacher's
     /// DDIM steps, round after round (N, N/2, …), each round a run folder OUT/steps-N.
     Distill(DistillArgs),
+    /// Follow a trained run's DDIM trajectories and measure how well the ELS machine (patch
+    /// mosaics of the training data) predicts its x̂₀ per noise level and patch side (r²); write
+    /// the best patch side per level as a schedule for `sample --analytic els:DATA --patch FILE`.
+    ElsCalibrate(ElsCalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ElsCalibrateArgs {
+    /// The trained image run (its EMA weights unless --no-ema).
+    #[arg(long)]
+    pub run: PathBuf,
+    #[arg(long)]
+    pub no_ema: bool,
+    /// Training data of the ELS machine and the empirical denoiser (default: the run's).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Use a seeded subset of N images of the data.
+    #[arg(long, allow_negative_numbers = true)]
+    pub analytic_n: Option<i64>,
+    /// Patch sides to compare (odd).
+    #[arg(long, value_delimiter = ',', default_value = "1,3,5,7,9,11", allow_negative_numbers = true)]
+    pub patches: Vec<i64>,
+    /// Trajectories followed (r² is the median over them).
+    #[arg(long, default_value_t = 32, allow_negative_numbers = true)]
+    pub samples: i64,
+    /// DDIM steps per trajectory (each step is one calibration point).
+    #[arg(long, default_value_t = 10, allow_negative_numbers = true)]
+    pub steps: i64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// The report and calibrated schedule (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    pub force: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -528,9 +566,16 @@ pub struct SampleArgs {
     /// Run folder written by `rediffuse train`.
     #[arg(long, conflicts_with = "analytic")]
     pub run: Option<PathBuf>,
-    /// Analytic denoiser: gaussian:data.npy | gmm:spec.json | empirical:<data>.
+    /// Analytic denoiser: gaussian:data.npy | gmm:spec.json | empirical:<data> | els:<data>
+    /// (the equivariant local score machine of the data's patches; needs --patch).
     #[arg(long)]
     pub analytic: Option<String>,
+    /// ELS machine: odd patch side P, or a patch-per-noise-level JSON (`els-calibrate --out`).
+    #[arg(long, requires = "analytic")]
+    pub patch: Option<String>,
+    /// Data-based analytic denoisers: use a seeded subset of N examples of the data.
+    #[arg(long, allow_negative_numbers = true, requires = "analytic")]
+    pub analytic_n: Option<i64>,
     /// Schedule for analytic denoisers.
     #[arg(long, value_enum, default_value = "linear")]
     pub schedule: ScheduleKind,

@@ -34,6 +34,7 @@ fn main() {
         args::Command::Inpaint(a) => cmd::inpaint::run(a),
         args::Command::Reflow(a) => cmd::reflow::run(a),
         args::Command::Distill(a) => cmd::distill::run(a),
+        args::Command::ElsCalibrate(a) => cmd::els::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

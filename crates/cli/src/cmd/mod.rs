@@ -1,11 +1,13 @@
 //! One module per subcommand.
 
+pub mod analytic;
 pub mod cascade;
 pub mod classifier;
 pub mod cold;
 pub mod data;
 pub mod demo;
 pub mod distill;
+pub mod els;
 pub mod eval;
 pub mod features;
 pub mod iddpm;

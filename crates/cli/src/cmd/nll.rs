@@ -13,7 +13,7 @@ use crate::cmd::data::{load_split, parse, Data};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use rediffuse_core::analytic::{AnalyticDenoiser, EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser, GmmSpec};
+use rediffuse_core::analytic::AnalyticDenoiser;
 use rediffuse_core::noise::batches;
 use rediffuse_core::sde::Sde;
 use rediffuse_core::vlb::{VarianceMode, EIGHT_BIT_LEVELS};
@@ -179,28 +179,13 @@ fn sde_of(kind: SdeKind) -> Sde {
 /// An analytic denoiser (`gaussian:data.npy`, `gmm:spec.json`, `empirical:<data>`) evaluated at
 /// exactly the σ the ODE solver asks for ([`AnalyticSigma`]: no timestep rounding).
 fn analytic_denoiser(spec: &str) -> Result<AnalyticSigma<dyn AnalyticDenoiser>> {
-    let (kind, arg) = spec
-        .split_once(':')
-        .context("--analytic takes gaussian:data.npy, gmm:spec.json or empirical:<data>")?;
     // the closed forms take any ᾱ; the schedule only serves index-based use, which nll-ode avoids
     let schedule = rediffuse_core::DiffusionSchedule::new(rediffuse_core::BetaSchedule::linear(), 1000)?;
-    let device = Device::Cpu;
-    let model: Box<dyn AnalyticDenoiser> = match kind {
-        "gaussian" => {
-            let data = crate::cmd::data::load(arg, None, 0, &device)?;
-            Box::new(GaussianDenoiser::from_data(&data, &schedule)?)
-        }
-        "gmm" => {
-            let spec = GmmSpec::from_path(arg).with_context(|| format!("reading GMM spec {arg}"))?;
-            Box::new(GmmDenoiser::new(&spec, &schedule)?)
-        }
-        "empirical" => {
-            let data = crate::cmd::data::load(arg, None, 0, &device)?;
-            Box::new(EmpiricalDenoiser::new(&data, &schedule)?)
-        }
-        other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
-    };
-    Ok(AnalyticSigma { model })
+    if spec.starts_with("els:") {
+        bail!("the ELS machine is not differentiable: nll-ode takes gaussian, gmm or empirical");
+    }
+    let (model, _) = crate::cmd::analytic::build(spec, &schedule, Default::default())?;
+    Ok(AnalyticSigma { model: model.into_analytic() })
 }
 
 /// Population mean and standard error of a list of values.

@@ -4,11 +4,11 @@ use crate::args::{
     DpmAlgorithmKind, FinalSigmaKind, SampleArgs, SamplerArgs, SamplerKind, SigmasKind, SpacingKind,
     UniPcVariantKind, VarianceKind,
 };
+use crate::cmd::analytic::AnalyticOptions;
 use crate::io::{finite, positive, prepare_output};
 use crate::progress;
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use rediffuse_core::analytic::{EmpiricalDenoiser, GaussianDenoiser, GmmDenoiser, GmmSpec};
 use rediffuse_core::noise::batches;
 use rediffuse_core::{Denoiser, DiffusionSchedule, NoiseSource};
 use rediffuse_data::npy::{read_npy_tensor, write_npy_tensor, NpyDtype};
@@ -114,29 +114,12 @@ impl Model {
 }
 
 fn analytic(spec: &str, a: &SampleArgs) -> Result<Model> {
-    let (kind, arg) = spec
-        .split_once(':')
-        .context("--analytic takes gaussian:data.npy, gmm:spec.json or empirical:<data>")?;
     let schedule = DiffusionSchedule::new(crate::cmd::train::schedule_of(a.schedule), a.timesteps)?;
-    let device = Device::Cpu;
-    let (denoiser, shape): (Box<dyn Denoiser>, Vec<usize>) = match kind {
-        "gaussian" => {
-            let data = crate::cmd::data::load(arg, None, 0, &device)?;
-            (Box::new(GaussianDenoiser::from_data(&data, &schedule)?), data.dims()[1..].to_vec())
-        }
-        "gmm" => {
-            let spec = GmmSpec::from_path(arg).with_context(|| format!("reading GMM spec {arg}"))?;
-            let shape = vec![spec.dim()];
-            (Box::new(GmmDenoiser::new(&spec, &schedule)?), shape)
-        }
-        "empirical" => {
-            let data = crate::cmd::data::load(arg, None, 0, &device)?;
-            (Box::new(EmpiricalDenoiser::new(&data, &schedule)?), data.dims()[1..].to_vec())
-        }
-        other => bail!("unknown analytic denoiser `{other}` (expected gaussian, gmm or empirical)"),
-    };
+    let n = a.analytic_n.map(|v| positive("analytic-n", v)).transpose()?;
+    let opts = AnalyticOptions { patch: a.patch.as_deref(), n };
+    let (denoiser, shape) = crate::cmd::analytic::build(spec, &schedule, opts)?;
     let schedule = Box::new(schedule);
-    Ok(Model::new(Source::Analytic { denoiser, schedule }, shape))
+    Ok(Model::new(Source::Analytic { denoiser: denoiser.into_denoiser(), schedule }, shape))
 }
 
 /// Load a trained run as a model.

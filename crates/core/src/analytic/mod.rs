@@ -1,4 +1,5 @@
-//! Analytic denoisers (exact Gaussian, isotropic Gaussian mixture, empirical data set).
+//! Analytic denoisers (exact Gaussian, isotropic Gaussian mixture, empirical data set, and the
+//! equivariant local score machine of patches of a data set).
 //!
 //! Each is a [`Denoiser`](crate::Denoiser) with [`Prediction::Sample`](crate::Prediction):
 //! it returns the exact posterior mean x̂₀ = E[x₀ | x_t] of the forward process
@@ -7,12 +8,14 @@
 //! timestep index (rounded to the nearest integer). Inputs `[B, D…]` are flattened
 //! to `[B, D]`; the maths runs in f64 and the output is f32 with the input's shape.
 
+pub mod els;
 pub mod empirical;
 pub mod error;
 pub mod gaussian;
 pub mod gmm;
 pub mod linalg;
 
+pub use els::{ElsDenoiser, PatchKnot, PatchSchedule};
 pub use empirical::EmpiricalDenoiser;
 pub use error::{AnalyticError, AnalyticResult};
 pub use gaussian::GaussianDenoiser;

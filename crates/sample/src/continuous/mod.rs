@@ -2,6 +2,7 @@
 //! denoiser view, adapters from `rediffuse_core::Denoiser`, exact likelihoods and training losses.
 
 pub mod adapters;
+pub mod agreement;
 pub mod analytic;
 pub mod consistency;
 pub mod dpm_solver;
@@ -19,6 +20,7 @@ pub mod unipc;
 pub mod view;
 
 pub use adapters::{AnalyticSigma, ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
+pub use agreement::{ddim_trajectory, median, r_squared};
 pub use analytic::{DiscreteGaussianEps, GaussianData};
 pub use consistency::{consistency_sample, ConsistencyParams, ConsistencyPrecond};
 pub use dpm_solver::{
