@@ -1,7 +1,7 @@
 //! `rediffuse els-calibrate`: how well the ELS machine (seed 002, Analytic Theory) predicts a
 //! trained network, and the patch size per noise level that predicts it best.
 //!
-//! The network's own deterministic trajectories (DDIM, η = 0, from seeded noise) are followed;
+//! The network's own deterministic trajectories (Euler in σ = DDIM, η = 0, from seeded noise) are followed;
 //! at every step the network's x̂₀ is compared with the ELS machine's for each candidate patch
 //! side and with the empirical ("perfect") denoiser's, by r² per sample (median over samples).
 //! The best patch side per step forms the calibrated schedule written to `--out`, which
@@ -14,7 +14,8 @@ use candle_core::Device;
 use rediffuse_core::analytic::{ElsDenoiser, EmpiricalDenoiser, PatchKnot, PatchSchedule};
 use rediffuse_core::NoiseSource;
 use rediffuse_data::npy::write_bytes_atomic;
-use rediffuse_sample::continuous::{ddim_trajectory, median, r_squared, AnalyticSigma, SigmaDenoiser};
+use rediffuse_sample::continuous::stats::StepInfo;
+use rediffuse_sample::continuous::{euler, median, r_squared, AnalyticSigma, SigmaDenoiser};
 use rediffuse_sample::dispatch::GridFamily;
 use serde_json::json;
 use std::time::Instant;
@@ -73,32 +74,50 @@ pub fn run(a: ElsCalibrateArgs) -> Result<()> {
         );
         eprintln!("{:>4} {:>9}  {}  {:>8}  best", "step", "sigma", header(&patches), "ideal");
     }
-    let mut rows = Vec::new();
-    let mut knots = Vec::new();
-    ddim_trajectory(model.sigma_model(), x, &sigmas, |i, sigma, x, denoised| {
-        let r2 = |m: &dyn SigmaDenoiser| -> rediffuse_sample::continuous::Result<f64> {
-            let d = m.denoise(x, &vec![sigma; samples])?;
-            Ok(median(&r_squared(denoised, &d)?))
+    let (mut rows, mut knots, mut best_r2, mut ideal_r2s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut compare =
+        |i: usize, sigma: f64, x: &candle_core::Tensor, denoised: &candle_core::Tensor| -> Result<()> {
+            let r2 = |m: &dyn SigmaDenoiser| -> Result<f64> {
+                let d = m.denoise(x, &vec![sigma; samples])?;
+                Ok(median(&r_squared(denoised, &d)?))
+            };
+            let per_patch = machines.iter().map(|m| r2(m)).collect::<Result<Vec<_>>>()?;
+            let ideal_r2 = r2(&ideal)?;
+            let (best_i, best) = best_of(&per_patch);
+            knots.push(PatchKnot { sigma, patch: patches[best_i] });
+            if !a.quiet {
+                let cells: Vec<String> = per_patch.iter().map(|v| format!("{v:8.4}")).collect();
+                eprintln!("{i:>4} {sigma:>9.4}  {}  {ideal_r2:8.4}  P={}", cells.join(" "), patches[best_i]);
+            }
+            rows.push(json!({
+                "step": i, "sigma": sigma, "r2": per_patch, "r2_empirical": ideal_r2,
+                "best_patch": patches[best_i], "best_r2": best,
+            }));
+            best_r2.push(best);
+            ideal_r2s.push(ideal_r2);
+            Ok(())
         };
-        let per_patch =
-            machines.iter().map(|m| r2(m)).collect::<rediffuse_sample::continuous::Result<Vec<_>>>()?;
-        let ideal_r2 = r2(&ideal)?;
-        let (best_i, best) = best_of(&per_patch);
-        knots.push(PatchKnot { sigma, patch: patches[best_i] });
-        if !a.quiet {
-            let cells: Vec<String> = per_patch.iter().map(|v| format!("{v:8.4}")).collect();
-            eprintln!("{i:>4} {sigma:>9.4}  {}  {ideal_r2:8.4}  P={}", cells.join(" "), patches[best_i]);
+    // Euler's callback reports each step's D(x_i; σ_i) with the x after the step, so x_i is kept.
+    let mut previous = x.clone();
+    let mut failure = None;
+    let mut visit = |info: &StepInfo<'_>| {
+        let i = info.step - 1;
+        if failure.is_none() {
+            let result = match info.denoised {
+                Some(d) => compare(i, sigmas[i], &previous, d),
+                None => Err(anyhow::anyhow!("the Euler sampler reported no denoised estimate")),
+            };
+            failure = result.err();
         }
-        rows.push(json!({
-            "step": i, "sigma": sigma, "r2": per_patch, "r2_empirical": ideal_r2,
-            "best_patch": patches[best_i], "best_r2": best,
-        }));
-        Ok(())
-    })?;
+        previous = info.x.clone();
+    };
+    euler(&model.sigma_model(), &x, &sigmas, Some(&mut visit))?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let schedule = PatchSchedule::new(knots).context("building the calibrated schedule")?;
-    let mean =
-        |key: &str| rows.iter().map(|r| r[key].as_f64().unwrap_or(f64::NAN)).sum::<f64>() / rows.len() as f64;
-    let (mean_best, mean_ideal) = (mean("best_r2"), mean("r2_empirical"));
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (mean_best, mean_ideal) = (mean(&best_r2), mean(&ideal_r2s));
     let report = json!({
         "run": a.run.display().to_string(),
         "data": data_spec,

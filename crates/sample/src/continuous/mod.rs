@@ -20,7 +20,7 @@ pub mod unipc;
 pub mod view;
 
 pub use adapters::{AnalyticSigma, ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, TimeInput};
-pub use agreement::{ddim_trajectory, median, r_squared};
+pub use agreement::{median, r_squared};
 pub use analytic::{DiscreteGaussianEps, GaussianData};
 pub use consistency::{consistency_sample, ConsistencyParams, ConsistencyPrecond};
 pub use dpm_solver::{

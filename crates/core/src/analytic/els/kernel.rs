@@ -140,30 +140,25 @@ fn fold_row(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(
-            row: &mut [f64],
-            hs: &[f64],
-            v: &[f64],
-            coef: (f64, f64),
-            mx: &mut f64,
-            tot: &mut f64,
-            acc: &mut [f64],
-        ) {
-            fold_row_body(row, hs, v, coef, mx, tot, acc)
+        /// `fold_row_body` compiled with the given target features.
+        macro_rules! compiled_for {
+            ($name:ident, $features:literal) => {
+                #[target_feature(enable = $features)]
+                unsafe fn $name(
+                    row: &mut [f64],
+                    hs: &[f64],
+                    v: &[f64],
+                    coef: (f64, f64),
+                    mx: &mut f64,
+                    tot: &mut f64,
+                    acc: &mut [f64],
+                ) {
+                    fold_row_body(row, hs, v, coef, mx, tot, acc)
+                }
+            };
         }
-        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-        unsafe fn avx512(
-            row: &mut [f64],
-            hs: &[f64],
-            v: &[f64],
-            coef: (f64, f64),
-            mx: &mut f64,
-            tot: &mut f64,
-            acc: &mut [f64],
-        ) {
-            fold_row_body(row, hs, v, coef, mx, tot, acc)
-        }
+        compiled_for!(avx512, "avx512f,avx512dq,avx512vl,avx2,fma");
+        compiled_for!(avx2, "avx2,fma");
         if is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512dq")
             && is_x86_feature_detected!("avx512vl")
@@ -172,7 +167,7 @@ fn fold_row(
             return unsafe { avx512(row, half_sq, values, coef, mx, tot, acc) };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            // SAFETY: the CPU supports the enabled features (checked above).
+            // SAFETY: as above.
             return unsafe { avx2(row, half_sq, values, coef, mx, tot, acc) };
         }
     }
