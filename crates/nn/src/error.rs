@@ -12,12 +12,25 @@ pub enum NnError {
     /// Invalid U-Net configuration.
     #[error(transparent)]
     Unet(#[from] crate::unet::UnetError),
+    /// A weights file does not fit the network built on it ([`crate::checkpoint`]).
+    #[error("weights do not fit the model: {0}")]
+    Weights(crate::checkpoint::WeightReport),
+    /// A checkpoint file or folder is missing, unreadable or malformed.
+    #[error("{}: {reason}", path.display())]
+    Checkpoint { path: std::path::PathBuf, reason: String },
+    /// A diffusers config option this crate does not implement.
+    #[error("unsupported diffusers config `{field}` = {value} ({reason})")]
+    Unsupported { field: String, value: String, reason: String },
     /// Error raised by the tensor engine.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
 
 impl NnError {
+    pub fn checkpoint(path: impl Into<std::path::PathBuf>, reason: impl std::fmt::Display) -> Self {
+        NnError::Checkpoint { path: path.into(), reason: reason.to_string() }
+    }
+
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         NnError::InvalidConfig { field, reason: reason.into() }
     }

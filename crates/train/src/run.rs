@@ -6,9 +6,8 @@ use crate::checkpoint::{
 use crate::config::{Method, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::objective::sampling_time_input;
-use candle_core::{DType, Device, Shape, Tensor};
-use candle_nn::var_builder::SimpleBackend;
-use candle_nn::{Init, VarBuilder};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
 use rediffuse_core::sde::geometric_sigmas;
 use rediffuse_core::superres::ImageConditioned;
 use rediffuse_core::vlb::{LearnedVarianceDenoiser, VarianceMode};
@@ -17,9 +16,8 @@ use rediffuse_nn::{DiffusionNet, ModelConfig};
 use rediffuse_sample::continuous::FlowModel;
 use rediffuse_sample::continuous::{ContinuousModel, DiscreteModel, DiscreteView, EdmPrecond, SigmaDenoiser};
 use rediffuse_sample::dispatch::{finite_discrete_sigmas, Frame, SampleModel, SigmaSchedule};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// A trained network seen as a [`Denoiser`]: `forward(x_t, t) = net.forward(x_t, t, train = false)`.
 pub struct NetDenoiser {
@@ -342,70 +340,18 @@ pub fn load_run(dir: &Path, use_ema: bool, device: &Device) -> Result<LoadedRun>
     LoadedRun::from_weights(config, tensors, state.step, use_ema, device)
 }
 
-/// The tensors of a weights file, handed to a network builder: records which ones it takes and
-/// refuses a missing name or a shape other than the builder asks for (before anything of that
-/// shape is allocated).
-struct CheckedWeights<'a> {
-    map: &'a HashMap<String, Tensor>,
-    used: &'a Mutex<HashSet<String>>,
-}
-
-impl CheckedWeights<'_> {
-    fn take(
-        &self,
-        name: &str,
-        shape: Option<&Shape>,
-        dtype: DType,
-        dev: &Device,
-    ) -> candle_core::Result<Tensor> {
-        let t =
-            self.map.get(name).ok_or_else(|| candle_core::Error::Msg(format!("missing tensor `{name}`")))?;
-        if let Some(s) = shape {
-            if t.shape() != s {
-                return Err(candle_core::Error::Msg(format!(
-                    "`{name}` has shape {:?}, the model expects {:?}",
-                    t.dims(),
-                    s.dims()
-                )));
-            }
-        }
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string());
-        t.to_device(dev)?.to_dtype(dtype)
-    }
-}
-
-impl SimpleBackend for CheckedWeights<'_> {
-    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.take(name, Some(&s), dtype, dev)
-    }
-    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.take(name, None, dtype, dev)
-    }
-    fn contains_tensor(&self, name: &str) -> bool {
-        self.map.contains_key(name)
-    }
-}
-
 /// Check that `tensors` (read from `origin`) are exactly the parameters of `model`, with their
-/// shapes; mismatches are `Corrupt` errors naming the tensor.
+/// shapes; mismatches are `Corrupt` errors naming every missing, misshapen or unexpected tensor.
+/// The network is built on the file's tensors, so nothing of the size a (corrupt) config claims is
+/// allocated.
 pub fn check_weights(
     model: &ModelConfig,
     tensors: &HashMap<String, Tensor>,
     device: &Device,
     origin: &Path,
 ) -> Result<()> {
-    let used = Mutex::new(HashSet::new());
-    let backend = CheckedWeights { map: tensors, used: &used };
-    // the builder's error says which tensor is missing or misshapen
-    model
-        .build(VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()))
+    rediffuse_nn::checkpoint::build_checked(tensors, DType::F32, device, |vb| model.build(vb))
         .map_err(|e| TrainError::corrupt(origin, e))?;
-    let used = used.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut extra: Vec<&String> = tensors.keys().filter(|k| !used.contains(k.as_str())).collect();
-    extra.sort();
-    if let Some(extra) = extra.first() {
-        return Err(TrainError::corrupt(origin, format!("unexpected tensor `{extra}` (different model?)")));
-    }
     Ok(())
 }
 
@@ -470,10 +416,10 @@ mod tests {
         let mut missing = w.clone();
         missing.remove("output.bias");
         let e = check_weights(&mlp(16), &missing, &dev, p).unwrap_err();
-        assert!(e.to_string().contains("missing tensor `output.bias`"), "{e}");
+        assert!(e.to_string().contains("missing tensor(s) `output.bias`"), "{e}");
         let mut extra = w.clone();
         extra.insert("zzz".into(), Tensor::zeros(3, DType::F32, &dev).unwrap());
         let e = check_weights(&mlp(16), &extra, &dev, p).unwrap_err();
-        assert!(e.to_string().contains("unexpected tensor `zzz`"), "{e}");
+        assert!(e.to_string().contains("unexpected tensor(s) `zzz`"), "{e}");
     }
 }

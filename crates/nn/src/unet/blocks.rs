@@ -31,12 +31,13 @@ impl Dropout<'_> {
 }
 
 /// ResBlock(cin→cout): GN, SiLU, conv3×3, + Linear(temb→cout)(SiLU(temb)),
-/// GN, SiLU, dropout, conv3×3; 1×1 conv shortcut when cin ≠ cout.
+/// GN, SiLU, dropout, conv3×3; 1×1 conv shortcut when cin ≠ cout. Without a time embedding
+/// (`temb_dim = 0`, the autoencoder's blocks) there is no `time_emb_proj`.
 #[derive(Debug, Clone)]
 pub(crate) struct ResBlock {
     norm1: GroupNorm,
     conv1: Conv2d,
-    time_emb_proj: Linear,
+    time_emb_proj: Option<Linear>,
     norm2: GroupNorm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -47,6 +48,7 @@ pub(crate) struct ResBlock {
 pub(crate) struct BlockSettings {
     pub groups: usize,
     pub eps: f64,
+    /// Width of the time embedding; 0: blocks without one.
     pub temb_dim: usize,
     pub zero_init: bool,
 }
@@ -56,7 +58,11 @@ impl ResBlock {
         Ok(Self {
             norm1: GroupNorm::new(&b.pp("norm1"), cin, s.groups, s.eps)?,
             conv1: Conv2d::new(&b.pp("conv1"), cin, cout, 3, 1, 1, false)?,
-            time_emb_proj: Linear::new(&b.pp("time_emb_proj"), s.temb_dim, cout, false)?,
+            time_emb_proj: if s.temb_dim > 0 {
+                Some(Linear::new(&b.pp("time_emb_proj"), s.temb_dim, cout, false)?)
+            } else {
+                None
+            },
             norm2: GroupNorm::new(&b.pp("norm2"), cout, s.groups, s.eps)?,
             conv2: Conv2d::new(&b.pp("conv2"), cout, cout, 3, 1, 1, s.zero_init)?,
             conv_shortcut: if cin != cout {
@@ -67,11 +73,14 @@ impl ResBlock {
         })
     }
 
-    /// `temb_act` is SiLU(temb), `[B, temb_dim]`.
-    pub fn forward(&self, x: &Tensor, temb_act: &Tensor, dropout: &mut Dropout) -> Result<Tensor> {
-        let h = self.conv1.forward(&self.norm1.forward(x, true)?)?;
-        let emb = self.time_emb_proj.forward(temb_act)?;
-        let h = ops::add_channel_bias(&h, &emb)?;
+    /// `temb_act` is SiLU(temb), `[B, temb_dim]` (`None` for blocks without a time embedding).
+    pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>, dropout: &mut Dropout) -> Result<Tensor> {
+        let mut h = self.conv1.forward(&self.norm1.forward(x, true)?)?;
+        match (&self.time_emb_proj, temb_act) {
+            (Some(proj), Some(t)) => h = ops::add_channel_bias(&h, &proj.forward(t)?)?,
+            (None, None) => {}
+            _ => candle_core::bail!("ResBlock: a time embedding goes with a time_emb_proj"),
+        }
         let h = dropout.apply(&self.norm2.forward(&h, true)?)?;
         let h = self.conv2.forward(&h)?;
         let skip = match &self.conv_shortcut {
@@ -128,19 +137,30 @@ impl AttnBlock {
     }
 }
 
-/// Stride-2 3×3 convolution (`downsamplers.0.conv`).
+/// Stride-2 3×3 convolution (`downsamplers.0.conv`), zero-padded by one pixel on every side,
+/// or (`asymmetric`, the autoencoder's encoder as in diffusers' `Downsample2D(padding=0)`)
+/// on the right and bottom only.
 #[derive(Debug, Clone)]
 pub(crate) struct Downsample {
     conv: Conv2d,
+    asymmetric: bool,
 }
 
 impl Downsample {
     pub fn new(b: &Builder, channels: usize) -> Result<Self> {
-        Ok(Self { conv: Conv2d::new(&b.pp("conv"), channels, channels, 3, 2, 1, false)? })
+        Ok(Self { conv: Conv2d::new(&b.pp("conv"), channels, channels, 3, 2, 1, false)?, asymmetric: false })
+    }
+
+    pub fn new_asymmetric(b: &Builder, channels: usize) -> Result<Self> {
+        Ok(Self { conv: Conv2d::new(&b.pp("conv"), channels, channels, 3, 2, 0, false)?, asymmetric: true })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv.forward(x)
+        if self.asymmetric {
+            self.conv.forward(&x.pad_with_zeros(2, 0, 1)?.pad_with_zeros(3, 0, 1)?)
+        } else {
+            self.conv.forward(x)
+        }
     }
 }
 

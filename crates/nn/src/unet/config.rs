@@ -57,7 +57,11 @@ pub struct UnetConfig {
     /// Self-attention between the two middle ResBlocks.
     pub mid_attention: bool,
     /// Attention heads; every attended channel count must be divisible by it.
+    /// Ignored when `head_dim` is set.
     pub num_heads: usize,
+    /// Channels per attention head (diffusers' `attention_head_dim`): a block with C channels
+    /// then has C / head_dim heads. `None`: `num_heads` heads everywhere.
+    pub head_dim: Option<usize>,
     /// Dropout probability inside ResBlocks (training only), in [0, 1).
     pub dropout: f64,
     /// GroupNorm groups; must divide every normalised channel count.
@@ -104,6 +108,7 @@ impl UnetConfig {
             attention_resolutions: vec![],
             mid_attention: true,
             num_heads: 1,
+            head_dim: None,
             dropout: 0.0,
             groups: 32,
             time_embed_dim: 32,
@@ -194,6 +199,14 @@ impl UnetConfig {
         self.attention_resolutions.contains(&self.level_resolution(i))
     }
 
+    /// Attention heads of a block with `channels` channels.
+    pub fn heads_for(&self, channels: usize) -> usize {
+        match self.head_dim {
+            Some(d) if d > 0 => channels / d,
+            _ => self.num_heads,
+        }
+    }
+
     /// Channels of the network's output.
     pub fn output_channels(&self) -> usize {
         self.out_channels * if self.learn_sigma { 2 } else { 1 }
@@ -257,11 +270,21 @@ impl UnetConfig {
         for i in 0..self.levels() {
             let c = self.level_channels(i);
             let attends = self.level_has_attention(i) || (i + 1 == self.levels() && self.mid_attention);
-            if attends && !c.is_multiple_of(self.num_heads) {
-                return Err(invalid(
-                    "num_heads",
-                    format!("{} heads do not divide {c} channels", self.num_heads),
-                ));
+            if !attends {
+                continue;
+            }
+            match self.head_dim {
+                Some(0) => return Err(invalid("head_dim", "must be > 0 when given")),
+                Some(d) if !c.is_multiple_of(d) => {
+                    return Err(invalid("head_dim", format!("{d} does not divide {c} channels")))
+                }
+                None if !c.is_multiple_of(self.num_heads) => {
+                    return Err(invalid(
+                        "num_heads",
+                        format!("{} heads do not divide {c} channels", self.num_heads),
+                    ))
+                }
+                _ => {}
             }
         }
         Ok(())

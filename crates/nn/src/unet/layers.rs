@@ -131,6 +131,11 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// A layer on given `weight` `[out, in]` and `bias` `[out]`.
+    pub fn from_tensors(weight: Tensor, bias: Tensor) -> Self {
+        Self { weight, bias }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ops::linear(x, &self.weight, Some(&self.bias))
     }

@@ -13,7 +13,7 @@
 //! `up_blocks.{k}.upsamplers.0.conv` (`k = 0` is the deepest level),
 //! `conv_norm_out`, `conv_out`.
 
-mod blocks;
+pub(crate) mod blocks;
 mod config;
 pub(crate) mod layers;
 mod time_embed;
@@ -105,7 +105,7 @@ impl Unet {
                 resnets.push(ResBlock::new(&lb.pp("resnets").pp(j), ch, out, s)?);
                 ch = out;
                 if cfg.level_has_attention(i) {
-                    attentions.push(AttnBlock::new(&lb.pp("attentions").pp(j), ch, cfg.num_heads, s)?);
+                    attentions.push(AttnBlock::new(&lb.pp("attentions").pp(j), ch, cfg.heads_for(ch), s)?);
                 }
                 skips.push(ch);
             }
@@ -124,7 +124,7 @@ impl Unet {
         let mb = b.pp("mid_block");
         let mid0 = ResBlock::new(&mb.pp("resnets").pp(0), ch, ch, s)?;
         let mid_attention = if cfg.mid_attention {
-            Some(AttnBlock::new(&mb.pp("attentions").pp(0), ch, cfg.num_heads, s)?)
+            Some(AttnBlock::new(&mb.pp("attentions").pp(0), ch, cfg.heads_for(ch), s)?)
         } else {
             None
         };
@@ -144,7 +144,7 @@ impl Unet {
                 resnets.push(ResBlock::new(&lb.pp("resnets").pp(j), ch + skip, out, s)?);
                 ch = out;
                 if cfg.level_has_attention(i) {
-                    attentions.push(AttnBlock::new(&lb.pp("attentions").pp(j), ch, cfg.num_heads, s)?);
+                    attentions.push(AttnBlock::new(&lb.pp("attentions").pp(j), ch, cfg.heads_for(ch), s)?);
                 }
             }
             let upsample = if i > 0 { Some(Upsample::new(&lb.pp("upsamplers").pp(0), ch)?) } else { None };
@@ -269,7 +269,7 @@ impl Unet {
         }
         for level in &self.down {
             for (j, rb) in level.resnets.iter().enumerate() {
-                hs = rb.forward(&hs, &temb_act, &mut dropout)?;
+                hs = rb.forward(&hs, Some(&temb_act), &mut dropout)?;
                 if let Some(a) = level.attentions.get(j) {
                     hs = a.forward(&hs)?;
                 }
@@ -282,16 +282,16 @@ impl Unet {
                 }
             }
         }
-        hs = self.mid_resnets[0].forward(&hs, &temb_act, &mut dropout)?;
+        hs = self.mid_resnets[0].forward(&hs, Some(&temb_act), &mut dropout)?;
         if let Some(a) = &self.mid_attention {
             hs = a.forward(&hs)?;
         }
-        hs = self.mid_resnets[1].forward(&hs, &temb_act, &mut dropout)?;
+        hs = self.mid_resnets[1].forward(&hs, Some(&temb_act), &mut dropout)?;
         for level in &self.up {
             for (j, rb) in level.resnets.iter().enumerate() {
                 let skip =
                     skips.pop().ok_or_else(|| candle_core::Error::Msg("skip stack underflow".into()))?;
-                hs = rb.forward(&Tensor::cat(&[&hs, &skip], 1)?, &temb_act, &mut dropout)?;
+                hs = rb.forward(&Tensor::cat(&[&hs, &skip], 1)?, Some(&temb_act), &mut dropout)?;
                 if let Some(a) = level.attentions.get(j) {
                     hs = a.forward(&hs)?;
                 }
