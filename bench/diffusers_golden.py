@@ -1,28 +1,51 @@
 """Golden outputs of small random diffusers models, for rediffuse's loader parity tests.
 
 Builds tiny `UNet2DModel` (plain and class-conditional), `DiTTransformer2DModel` and
-`AutoencoderKL` models in float32, perturbs every parameter (so zero-initialised layers are not
-zero), saves each with `save_pretrained` into `crates/nn/tests/fixtures/diffusers/<name>/` and
-writes `golden.safetensors` beside it: the inputs and diffusers' outputs.
+`AutoencoderKL` models in float32, perturbs every parameter by 0.05 * N(0, 1) (so zero-initialised
+layers are not zero), saves each with `save_pretrained` into
+`crates/nn/tests/fixtures/diffusers/<name>/` (`config.json`, `diffusion_pytorch_model.safetensors`)
+and writes `golden.safetensors` beside it: the inputs and diffusers' eval-mode outputs.
 `crates/nn/tests/diffusers_parity.rs` loads the folders and checks max |Δ| <= 1e-4.
 
 Run from the repository root (diffusers and torch from PyPI; not part of the Rust build):
 
     python3 -m venv /tmp/gvenv && /tmp/gvenv/bin/pip install torch diffusers safetensors numpy
-    /tmp/gvenv/bin/python bench/diffusers_golden.py
+    /tmp/gvenv/bin/python bench/diffusers_golden.py [--keys]
 
-The committed fixtures were made with torch 2.15.0 and diffusers 0.42.1.
-Class labels and timesteps are stored as float32 and passed to diffusers as int64 / float32.
+`--keys` also prints every state-dict key with its shape. Reruns are byte-identical.
+The committed fixtures were made with torch 2.15.0 (CPU) and diffusers 0.42.1.
+
+What the four fixtures cover:
+- unet2d: DownBlock2D + AttnDownBlock2D / AttnUpBlock2D + UpBlock2D, mid block with attention,
+  attention_head_dim 4 (two heads at 8 channels), flip_sin_to_cos=True, freq_shift=0, a final
+  down block without downsampler, ResnetBlock2D with and without conv_shortcut.
+- unet2d_cond: num_class_embeds=3 (nn.Embedding added to the time embedding),
+  flip_sin_to_cos=False ([sin, cos] order), freq_shift=1, three levels with two ResBlocks each,
+  an AttnDownBlock2D that downsamples, add_attention=False (no mid attention),
+  attention_head_dim=None (one head per block).
+- dit: DiTTransformer2DModel, 2 layers, 2 heads of 8, patch 2, learned-sigma style
+  out_channels = 2 * in_channels, num_embeds_ada_norm=5; label 5 is the classifier-free null row
+  (the table has num_embeds_ada_norm + 1 rows). `norm_num_groups` is accepted but unused by DiT.
+- autoencoderkl: two DownEncoderBlock2D / UpDecoderBlock2D levels, latent_channels=2,
+  mid attention, quant_conv / post_quant_conv; golden mean, clamped logvar, decode(mean), decode(z).
+Widths stay at 4 and 8 channels with 2 groups so that the whole fixtures folder stays small
+(about 340 KiB in all).
+
+Class labels and timesteps are stored as float32. Labels are passed to diffusers as int64;
+timesteps as float32 (both models accept fractional timesteps: the sinusoidal embedding calls
+`.float()` on them).
 """
 
 import os
 import shutil
+import sys
 
 import torch
-from diffusers import AutoencoderKL, DiTTransformer2DModel, UNet2DModel
+from diffusers import AutoencoderKL, DDIMScheduler, DiTTransformer2DModel, UNet2DModel
 from safetensors.torch import save_file
 
 ROOT = os.path.join("crates", "nn", "tests", "fixtures", "diffusers")
+PRINT_KEYS = "--keys" in sys.argv[1:]
 
 
 def perturb(model):
@@ -34,6 +57,9 @@ def perturb(model):
 
 
 def save(name, model, tensors):
+    if PRINT_KEYS:
+        for k, v in model.state_dict().items():
+            print(f"  {k} {list(v.shape)}")
     out = os.path.join(ROOT, name)
     shutil.rmtree(out, ignore_errors=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -50,9 +76,17 @@ def unet2d():
         norm_num_groups=2, attention_head_dim=4))  # two heads at 8 channels
     x = torch.randn(2, 1, 8, 8)
     t = torch.tensor([3.0, 517.0])
+    # a 10-step DDIM run of the whole pipeline from fixed noise (for `rediffuse sample --run`)
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False)
+    sched.set_timesteps(10)
+    z = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         y = m(x, t).sample
-    save("unet2d", m, {"sample": x, "timestep": t, "output": y})
+        xt = z
+        for step in sched.timesteps:
+            xt = sched.step(m(xt, step).sample, step, xt).prev_sample
+    save("unet2d", m, {"sample": x, "timestep": t, "output": y, "ddim_noise": z, "ddim_10": xt})
+    sched.save_config(os.path.join(ROOT, "unet2d"))
 
 
 def unet2d_cond():
@@ -107,3 +141,5 @@ if __name__ == "__main__":
     unet2d_cond()
     dit()
     autoencoder_kl()
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ROOT) for f in fs)
+    print(f"total: {total / 1024:.0f} KiB")

@@ -9,6 +9,7 @@ pub mod classifier;
 pub mod classifier_guidance;
 pub mod config;
 pub mod consistency;
+pub mod diffusers_run;
 pub mod distill;
 pub mod ema;
 pub mod error;

@@ -330,7 +330,13 @@ pub fn sigma_view<'a, D: Denoiser + 'a>(
 /// The network is built on the file's tensors (every parameter present with its shape, no other
 /// tensor), never on freshly allocated ones: a config whose sizes do not match the checkpoint is an
 /// error before anything of the size it claims is allocated.
+///
+/// A diffusers `UNet2DModel` folder (or pipeline folder) without `config.toml` loads as a DDPM
+/// run through [`crate::diffusers_run::load_diffusers_run`].
 pub fn load_run(dir: &Path, use_ema: bool, device: &Device) -> Result<LoadedRun> {
+    if !dir.join(CONFIG_FILE).exists() && crate::diffusers_run::diffusers_model_dir(dir).is_some() {
+        return crate::diffusers_run::load_diffusers_run(dir, device);
+    }
     let config = TrainConfig::load(&dir.join(CONFIG_FILE))?;
     let ckpt = find_checkpoint(dir)?;
     let state = read_state(&ckpt.join(STATE_FILE))?;
