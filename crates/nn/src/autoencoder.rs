@@ -244,6 +244,28 @@ impl LatentDist {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn kl_matches_the_closed_form() {
+        let dev = Device::Cpu;
+        let mean = Tensor::new(&[[0.0f32, 1.0], [2.0, -1.0]], &dev).unwrap();
+        let logvar = Tensor::new(&[[0.0f32, 0.5], [-1.0, 0.0]], &dev).unwrap();
+        let q = LatentDist { mean, logvar };
+        let kl = |m: f64, lv: f64| 0.5 * (m * m + lv.exp() - 1.0 - lv);
+        let want = (kl(0.0, 0.0) + kl(1.0, 0.5) + kl(2.0, -1.0) + kl(-1.0, 0.0)) / 2.0;
+        let got = q.kl().unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // reparameterisation: z = μ + exp(½ log σ²)·ε
+        let z = q.sample(&Tensor::ones((2, 2), candle_core::DType::F32, &dev).unwrap()).unwrap();
+        let z: Vec<Vec<f32>> = z.to_vec2().unwrap();
+        assert!((z[0][1] as f64 - (1.0 + 0.25f64.exp())).abs() < 1e-6);
+    }
+}
+
 impl AutoencoderKl {
     pub fn new(cfg: &AutoencoderKlConfig, vb: VarBuilder) -> std::result::Result<Self, NnError> {
         cfg.validate()?;
@@ -324,6 +346,19 @@ impl AutoencoderKl {
             None
         };
         Ok(Self { cfg: cfg.clone(), encoder, decoder, quant_conv, post_quant_conv, params: b.into_log() })
+    }
+
+    /// Build on a fresh `VarMap` and initialise every parameter from a ChaCha8 stream seeded
+    /// with `seed` (PyTorch's default initialisers), so training is reproducible.
+    pub fn new_seeded(
+        cfg: &AutoencoderKlConfig,
+        varmap: &candle_nn::VarMap,
+        device: &candle_core::Device,
+        seed: u64,
+    ) -> std::result::Result<Self, NnError> {
+        let ae = Self::new(cfg, VarBuilder::from_varmap(varmap, candle_core::DType::F32, device))?;
+        crate::unet::layers::init_seeded(&ae.params, varmap, seed)?;
+        Ok(ae)
     }
 
     pub fn config(&self) -> &AutoencoderKlConfig {

@@ -3,6 +3,7 @@
 //! The caller loads the data (a tensor `[N, …]`) and hands it to a [`Trainer`]; this crate does
 //! not know where data come from. See [`checkpoint`] for the run-folder layout.
 
+pub mod autoencoder;
 pub mod batcher;
 pub mod checkpoint;
 pub mod classifier;
