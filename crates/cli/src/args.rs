@@ -20,6 +20,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Train the small CNN classifier used as feature network for FID/KID/IS on grey images.
     TrainClassifier(TrainClassifierArgs),
+    /// Train latent diffusion's KL autoencoder; writes a diffusers AutoencoderKL folder.
+    TrainAutoencoder(TrainAutoencoderArgs),
     /// Data sets: export to .npy, fetch standard sets.
     Data {
         #[command(subcommand)]
@@ -805,6 +807,39 @@ pub struct EvalArgs {
     /// straightness: Euler steps along each path (default 100).
     #[arg(long)]
     pub steps: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainAutoencoderArgs {
+    /// Image set: digits (8×8; digits:16), mnist[:DIR], fashion-mnist[:DIR], folder:DIR.
+    #[arg(long)]
+    pub data: String,
+    /// Output folder (diffusers layout: config.json + diffusion_pytorch_model.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 1000)]
+    pub steps: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Weight of KL(q(z|x) ‖ N(0, I)) per latent value against the per-pixel squared error.
+    #[arg(long, default_value_t = 1e-3)]
+    pub kl_weight: f64,
+    /// Channels per level (comma-separated); the latent side is the image side / 2^(levels−1).
+    #[arg(long, value_delimiter = ',', default_value = "16,32")]
+    pub channels: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub layers_per_block: usize,
+    #[arg(long, default_value_t = 2)]
+    pub latent_channels: usize,
+    /// GroupNorm groups (must divide every level's channels).
+    #[arg(long, default_value_t = 8)]
+    pub groups: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

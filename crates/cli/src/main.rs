@@ -28,6 +28,7 @@ fn main() {
         args::Command::Sample(a) => cmd::sample::run(a),
         args::Command::Eval(a) => cmd::eval::run(a),
         args::Command::TrainClassifier(a) => cmd::classifier::run(a),
+        args::Command::TrainAutoencoder(a) => cmd::autoencoder::run(a),
         args::Command::Data { command } => cmd::data::run(command),
         args::Command::Demo(a) => cmd::demo::run(a),
         args::Command::Interpolate(a) => cmd::interpolate::run(a),

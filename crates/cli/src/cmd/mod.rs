@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod analytic;
+pub mod autoencoder;
 pub mod cascade;
 pub mod classifier;
 pub mod cold;
