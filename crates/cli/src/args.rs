@@ -334,6 +334,11 @@ pub struct TrainArgs {
     /// FACTOR×-downsampled version, upsampled back and given as extra input channels.
     #[arg(long)]
     pub super_res: Option<usize>,
+    /// Latent diffusion: train in the latent space of this autoencoder (a folder written by
+    /// `rediffuse train-autoencoder`, or any diffusers AutoencoderKL folder); the run keeps a
+    /// copy in RUN/vae and `sample` decodes its samples to images.
+    #[arg(long, value_name = "AE_DIR")]
+    pub latent: Option<std::path::PathBuf>,
     /// Super-resolution: training augments the low-res conditioning with Gaussian noise of level
     /// s ~ U[0, AUG_MAX] (√(1 − s²)·x + s·ε; default 0.5).
     #[arg(long, allow_negative_numbers = true)]
@@ -607,6 +612,10 @@ pub struct SampleArgs {
     /// Write the class labels of the samples (`[N]`, f32) to this .npy file.
     #[arg(long)]
     pub labels_out: Option<PathBuf>,
+    /// Latent-diffusion runs: also write the undecoded latents (`[N, C_z, h, w]`) to this .npy
+    /// (diffusers' `output_type="latent"`); `--out` holds the decoded images.
+    #[arg(long)]
+    pub latents_out: Option<PathBuf>,
     /// Classifier guidance (Dhariwal & Nichol): a noise-conditioned classifier folder
     /// (`train-classifier --noisy RUN`) and its scale γ (D + γσ²∇log p(y | x, σ); default 1).
     #[arg(long)]

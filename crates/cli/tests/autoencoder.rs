@@ -19,7 +19,11 @@ fn train_autoencoder_writes_a_diffusers_folder() {
     fails(&d, &["train-autoencoder", "--data", "digits", "--out", "b", "--lr=-1"], "lr");
     fails(&d, &["train-autoencoder", "--data", "digits", "--out", "b", "--kl-weight", "nan"], "kl_weight");
     fails(&d, &["train-autoencoder", "--data", "digits", "--out", "b", "--channels", "16,30"], "groups");
-    fails(&d, &["train-autoencoder", "--data", "digits", "--out", "b", "--channels", "8,8,8,8,8"], "divisible");
+    fails(
+        &d,
+        &["train-autoencoder", "--data", "digits", "--out", "b", "--channels", "8,8,8,8,8"],
+        "divisible",
+    );
     fails(&d, &["train-autoencoder", "--data", "moons", "--out", "b"], "image set");
     assert!(!d.join("b").exists());
     std::fs::remove_dir_all(&d).unwrap();

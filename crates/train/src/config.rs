@@ -534,6 +534,10 @@ pub struct TrainConfig {
     /// Progressive distillation: the student of a teacher run (`[distill]`, see [`crate::distill`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<crate::distill::DistillConfig>,
+    /// Latent diffusion: the model is trained on an autoencoder's scaled latents (`[latent]`,
+    /// see [`crate::latent`]); none by default (pixel space).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latent: Option<crate::latent::LatentConfig>,
     pub model: ModelConfig,
     pub method: Method,
 }
@@ -565,6 +569,7 @@ impl TrainConfig {
             eval: None,
             p_uncond: default_p_uncond(),
             super_res: None,
+            latent: None,
             couplings: None,
             distill: None,
             model,
@@ -658,6 +663,15 @@ impl TrainConfig {
                 return Err(TrainError::invalid(
                     "distill",
                     "progressive distillation applies to unconditional runs without couplings",
+                ));
+            }
+        }
+        if let Some(l) = &self.latent {
+            l.validate()?;
+            if self.super_res.is_some() || matches!(self.method, Method::Cold(_)) {
+                return Err(TrainError::invalid(
+                    "latent",
+                    "latent diffusion applies to noise-based methods without super-resolution",
                 ));
             }
         }

@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod iddpm;
 pub mod init;
 mod kernels;
+pub mod latent;
 pub mod lr;
 pub mod metrics;
 pub mod objective;

@@ -25,6 +25,9 @@ pub fn run(a: DistillArgs) -> Result<()> {
     let mut teacher: PathBuf = a.run.clone();
     let teacher_cfg = TrainConfig::load(&teacher.join("config.toml"))
         .with_context(|| format!("{} is not a run folder", teacher.display()))?;
+    if teacher_cfg.latent.is_some() {
+        bail!("progressive distillation of latent-diffusion runs is not supported");
+    }
     let (data, labels) = crate::cmd::train::load_training_set(&teacher_cfg, &device)?;
     if labels.is_some() {
         bail!("progressive distillation supports unconditional runs only");

@@ -42,6 +42,9 @@ pub fn run(a: ElsCalibrateArgs) -> Result<()> {
     let run = rediffuse_train::load_run(&a.run, !a.no_ema, &device)
         .with_context(|| format!("loading run {}", a.run.display()))?;
     let shape = crate::cmd::data::run_sample_shape(&run.config)?;
+    if run.config.latent.is_some() {
+        bail!("els-calibrate compares pixel-space denoisers; {} is a latent-diffusion run", a.run.display());
+    }
     if shape.len() != 3 {
         bail!("els-calibrate needs an image run, {} samples shape {shape:?}", a.run.display());
     }

@@ -129,6 +129,9 @@ pub fn run(a: InpaintArgs) -> Result<()> {
         prepare_output(p, a.force)?;
     }
     let model = from_run(&a.run, !a.no_ema)?;
+    if model.decoder.is_some() {
+        bail!("inpaint works in pixel space; {} is a latent-diffusion run", a.run.display());
+    }
     let shape = model.sample_shape.clone();
     if shape.len() != 3 {
         bail!("inpaint works on image runs; this run's samples have shape {shape:?}");

@@ -44,7 +44,7 @@ pub fn run(a: InterpolateArgs) -> Result<()> {
         prepare_output(p, a.force)?;
     }
     let mut model = from_run(&a.run, !a.no_ema)?;
-    let image = model.sample_shape.len() == 3;
+    let image = model.samples_are_images();
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     if !deterministic(&spec) {
         bail!(
@@ -75,6 +75,7 @@ pub fn run(a: InterpolateArgs) -> Result<()> {
     let alphas: Vec<f64> = (0..a.frames).map(|k| k as f64 / (a.frames - 1) as f64).collect();
     let init = slerp(&z(a.seed_a)?, &z(a.seed_b)?, &alphas)?;
     let (frames, _) = generate(&model, &spec, a.frames, a.seed_a, a.frames, Some(&init), a.quiet, None)?;
+    let frames = model.to_data(frames)?;
     if let Some(p) = &a.npy {
         write_npy_tensor(p, &frames, NpyDtype::F32).with_context(|| format!("writing {}", p.display()))?;
     }

@@ -79,6 +79,7 @@ fn nll(a: &EvalArgs) -> Result<()> {
     let device = Device::Cpu;
     let run = load_run(run_dir, !a.no_ema, &device)
         .with_context(|| format!("loading run {}", run_dir.display()))?;
+    refuse_latent(&run.config)?;
     let variance = match (&run.config.method, a.variance) {
         (Method::Iddpm { .. }, None) => VarianceMode::LearnedRange,
         (Method::Iddpm { .. }, Some(_)) => {
@@ -229,6 +230,7 @@ fn ode(a: &EvalArgs) -> Result<()> {
             }
             run = load_run(dir, !a.no_ema, &device)
                 .with_context(|| format!("loading run {}", dir.display()))?;
+            refuse_latent(&run.config)?;
             let shape = run.config.model.sample_shape();
             if x.dims()[1..] != shape[..] {
                 bail!("--samples rows have shape {:?}, the run's model takes {shape:?}", &x.dims()[1..]);
@@ -327,6 +329,14 @@ fn ode(a: &EvalArgs) -> Result<()> {
     }
     if let Some(p) = &a.json {
         write_json(p, &obj)?;
+    }
+    Ok(())
+}
+
+/// Likelihoods are of the data: a latent run's model gives the likelihood of its latents only.
+fn refuse_latent(config: &rediffuse_train::TrainConfig) -> Result<()> {
+    if config.latent.is_some() {
+        bail!("likelihoods of latent-diffusion runs are not supported (the model's would be of the latents, not the images)");
     }
     Ok(())
 }

@@ -43,6 +43,9 @@ pub fn run(a: ReflowArgs) -> Result<()> {
     if run.config.super_res.is_some() || run.config.model.num_classes().is_some() {
         bail!("reflow supports unconditional flow runs only");
     }
+    if run.config.latent.is_some() {
+        bail!("reflow of latent-diffusion runs is not supported (the couplings would be latents)");
+    }
     let mut cfg = run.config.clone();
     // the pairs: Z₀ = noise stream k of --seed, Z₁ its ODE end point (no clipping: the ODE's own end)
     let shape = teacher.sample_shape.clone();

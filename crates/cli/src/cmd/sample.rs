@@ -38,6 +38,8 @@ pub struct Model {
     pub guidance: Option<Guidance>,
     /// A super-resolution run's low-resolution inputs, one per sample.
     pub lowres: Option<crate::cmd::cascade::LowRes>,
+    /// A latent-diffusion run's autoencoder: samples are latents, decoded by [`Model::to_data`].
+    pub decoder: Option<Box<rediffuse_train::latent::LatentCodec>>,
 }
 
 /// `--class` / `--guidance-scale` (classifier-free) or `--classifier` / `--classifier-scale`:
@@ -60,6 +62,20 @@ impl Model {
             final_sigma: FinalSigma::Zero,
             guidance: None,
             lowres: None,
+            decoder: None,
+        }
+    }
+
+    /// Whether the samples are images in [−1, 1] (clipped by default); a latent run's are not.
+    pub fn samples_are_images(&self) -> bool {
+        self.sample_shape.len() == 3 && self.decoder.is_none()
+    }
+
+    /// The samples in data space: a latent run's latents decoded to images, others unchanged.
+    pub fn to_data(&self, x: Tensor) -> Result<Tensor> {
+        match &self.decoder {
+            Some(codec) => Ok(codec.decode(&x).context("decoding the latents")?),
+            None => Ok(x),
         }
     }
 
@@ -127,7 +143,16 @@ pub fn from_run(run: &Path, ema: bool) -> Result<Model> {
     let loaded = rediffuse_train::load_run(run, ema, &Device::Cpu)
         .with_context(|| format!("loading run {}", run.display()))?;
     let sample_shape = crate::cmd::data::run_sample_shape(&loaded.config)?;
-    Ok(Model::new(Source::Run(Box::new(loaded)), sample_shape))
+    let decoder = match &loaded.config.latent {
+        Some(l) => Some(Box::new(
+            rediffuse_train::latent::LatentCodec::of_run(run, l, &Device::Cpu)
+                .with_context(|| format!("loading the autoencoder of latent run {}", run.display()))?,
+        )),
+        None => None,
+    };
+    let mut model = Model::new(Source::Run(Box::new(loaded)), sample_shape);
+    model.decoder = decoder;
+    Ok(model)
 }
 
 /// Sampler settings from flags.
@@ -421,6 +446,9 @@ pub fn run(a: SampleArgs) -> Result<()> {
     if let Some(path) = &a.labels_out {
         prepare_output(path, a.force)?;
     }
+    if let Some(path) = &a.latents_out {
+        prepare_output(path, a.force)?;
+    }
     if let Some(stages) = &a.cascade {
         return crate::cmd::cascade::run(stages, &a, n);
     }
@@ -481,7 +509,10 @@ pub fn sample_stage(
     let write = stage.write;
     let aug_level = a.aug_level.filter(|_| stage.aug);
     model.lowres = crate::cmd::cascade::attach_lowres(&model, lowres, aug_level, seed)?;
-    let image = model.sample_shape.len() == 3;
+    if write && a.latents_out.is_some() && model.decoder.is_none() {
+        bail!("--latents-out applies to latent-diffusion runs (train --latent AE_DIR)");
+    }
+    let image = model.samples_are_images();
     let spec = sampler_of(&a.sampler, model.schedule(), image)?;
     model.clip_denoised = clip_of(&a.sampler, image)?.map(f64::from);
     model.sigma_schedule = sigma_schedule_of(&a.sampler)?;
@@ -520,6 +551,10 @@ pub fn sample_stage(
     };
     let start = std::time::Instant::now();
     let (x0, nfe) = generate(&model, &spec, n, seed, a.batch_size.max(1), init.as_ref(), a.quiet, None)?;
+    if let (true, Some(path)) = (write, &a.latents_out) {
+        write_npy_tensor(path, &x0, NpyDtype::F32).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let x0 = model.to_data(x0)?;
     if write {
         let dtype = if a.f64 { NpyDtype::F64 } else { NpyDtype::F32 };
         write_npy_tensor(&a.out, &x0, dtype).with_context(|| format!("writing {}", a.out.display()))?;

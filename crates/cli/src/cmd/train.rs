@@ -87,6 +87,14 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         sr.factor = f;
         cfg.super_res = Some(sr);
     }
+    if let Some(dir) = &a.latent {
+        if cfg.super_res.is_some() {
+            bail!("--latent and --super-res do not combine (super-resolution works in pixel space)");
+        }
+        let codec = rediffuse_train::latent::LatentCodec::open(dir, &Device::Cpu)
+            .with_context(|| format!("--latent {}: not an autoencoder folder", dir.display()))?;
+        cfg.latent = Some(codec.config().clone());
+    }
     if let Some(s) = a.aug_max {
         let Some(sr) = &mut cfg.super_res else {
             bail!("--aug-max applies to super-resolution training (--super-res)");
@@ -331,6 +339,14 @@ fn train_in_with(
     let (mut trainer, evaluator) = match cfg {
         Some(mut cfg) => {
             let (data, labels) = load_training_set(&cfg, &device)?;
+            let codec = match &cfg.latent {
+                Some(l) => Some(
+                    rediffuse_train::latent::LatentCodec::open(Path::new(&l.autoencoder), &device)
+                        .with_context(|| format!("loading the autoencoder {}", l.autoencoder))?,
+                ),
+                None => None,
+            };
+            let data = encode_latents(codec.as_ref(), data, &cfg, quiet)?;
             if let (Some(0), Some(l)) = (cfg.model.num_classes(), &labels) {
                 // `--class-cond`: as many classes as the data set has
                 cfg.model.set_num_classes(Some(count_classes(l)?));
@@ -360,6 +376,14 @@ fn train_in_with(
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
             let init = consistency_init(&cfg)?;
             let mut trainer = Trainer::create_with_labels(out, cfg, data, labels)?;
+            let evaluator = match (evaluator, codec) {
+                (Some(e), Some(c)) => Some(e.with_decoder(c)),
+                (e, _) => e,
+            };
+            if let Some(l) = &trainer.config().latent {
+                rediffuse_train::latent::install_vae(Path::new(&l.autoencoder), out)
+                    .context("copying the autoencoder into the run")?;
+            }
             if let Some(file) = init {
                 // consistency distillation starts from the teacher's weights (same network)
                 trainer.init_from(rediffuse_train::checkpoint::read_tensors(&file, &device)?, &file)?;
@@ -374,6 +398,15 @@ fn train_in_with(
             }
             let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
             let (data, labels) = load_training_set(&cfg, &device)?;
+            let codec = match &cfg.latent {
+                Some(l) => Some(rediffuse_train::latent::LatentCodec::of_run(out, l, &device)?),
+                None => None,
+            };
+            let data = encode_latents(codec.as_ref(), data, &cfg, quiet)?;
+            let evaluator = match (evaluator, codec) {
+                (Some(e), Some(c)) => Some(e.with_decoder(c)),
+                (e, _) => e,
+            };
             let mut trainer = Trainer::resume_with_labels(out, data, labels)?;
             if let Some(path) = &cfg.couplings {
                 let z = crate::cmd::data::load(path, None, cfg.seed, &device)
@@ -390,6 +423,30 @@ fn train_in_with(
         trainer.set_total_steps(steps)?;
     }
     drive(out, trainer, evaluator, quiet)
+}
+
+/// A latent run's training set: the data's latents z = s·(μ(x) − shift) (pixel runs: `data`).
+fn encode_latents(
+    codec: Option<&rediffuse_train::latent::LatentCodec>,
+    data: Tensor,
+    cfg: &TrainConfig,
+    quiet: bool,
+) -> Result<Tensor> {
+    let Some(codec) = codec else { return Ok(data) };
+    let shape =
+        codec.latent_shape(&data.dims()[1..]).with_context(|| format!("--latent with `{}`", cfg.data))?;
+    let start = std::time::Instant::now();
+    let z = codec.encode(&data).context("encoding the training set")?;
+    if !quiet {
+        eprintln!(
+            "encoded {} images {:?} to latents {shape:?} (scale {:.4}) in {:.1} s",
+            data.dim(0)?,
+            &data.dims()[1..],
+            codec.config().scaling_factor,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(z)
 }
 
 /// The teacher's EMA weights file when a consistency-distillation student has the teacher's network.

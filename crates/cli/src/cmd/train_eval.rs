@@ -83,6 +83,8 @@ pub struct FidKidEval {
     seed: u64,
     sample_shape: Vec<usize>,
     device: Device,
+    /// A latent run's autoencoder: samples are decoded before their features are taken.
+    decoder: Option<rediffuse_train::latent::LatentCodec>,
 }
 
 impl FidKidEval {
@@ -117,12 +119,23 @@ impl FidKidEval {
             seed: config.seed,
             sample_shape,
             device: device.clone(),
+            decoder: None,
         }))
+    }
+
+    /// Evaluate a latent run: samples are latents of `codec`, decoded to images (not clipped
+    /// in latent space).
+    pub fn with_decoder(mut self, codec: rediffuse_train::latent::LatentCodec) -> Self {
+        if let SamplerSpec::Ddim(o) = &mut self.spec {
+            o.clip_x0 = None;
+        }
+        self.decoder = Some(codec);
+        self
     }
 
     fn metrics(&mut self, run: &LoadedRun) -> Result<BTreeMap<String, f64>> {
         // images: denoised estimates clipped to [−1, 1], as `rediffuse sample` does
-        let image = self.sample_shape.len() == 3;
+        let image = self.sample_shape.len() == 3 && self.decoder.is_none();
         let model = run.sample_model()?.with_clip_denoised(image.then_some(1.0))?;
         let mut parts = Vec::new();
         for (start, count) in batches(self.n, SAMPLE_BATCH) {
@@ -131,7 +144,11 @@ impl FidKidEval {
                 sample(&self.spec, &model, None, &self.sample_shape, &self.device, &mut noise, None)?;
             parts.push(x);
         }
-        let x = as_images(Tensor::cat(&parts, 0)?, "the samples")?;
+        let mut x = Tensor::cat(&parts, 0)?;
+        if let Some(codec) = &self.decoder {
+            x = codec.decode(&x).context("decoding the latent samples")?;
+        }
+        let x = as_images(x, "the samples")?;
         let features = extract_features(self.extractor.as_ref(), &x, SAMPLE_BATCH)?;
         let stats = FeatureStats::from_features(&features, self.extractor.id())?;
         // subsets of half the samples, so that the 100 subset estimates differ and their spread
