@@ -116,6 +116,74 @@ fn latent_diffusion_trains_samples_decodes_and_resumes() {
     );
     assert!(max_abs(&read_npy_tensor(&d.join("y.npy"), &dev).unwrap(), &x) < 1e-5);
 
+    // any method and network: a flow-matching DiT on the 2×4×4 latents (1×1 patches)
+    ok(
+        &d,
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--latent",
+            "ae-moved",
+            "--method",
+            "flow",
+            "--model",
+            "dit",
+            "--preset",
+            "digits",
+            "--patch-size",
+            "1",
+            "--steps",
+            "5",
+            "--batch-size",
+            "32",
+            "--out",
+            "flow",
+            "-q",
+        ],
+    );
+    let flow = std::fs::read_to_string(d.join("flow/config.toml")).unwrap();
+    assert!(flow.contains("image_size = 4") && flow.contains("channels = 2"), "{flow}");
+    ok(
+        &d,
+        &[
+            "sample",
+            "--run",
+            "flow",
+            "--sampler",
+            "euler",
+            "--steps",
+            "4",
+            "--n",
+            "3",
+            "--out",
+            "f.npy",
+            "-q",
+        ],
+    );
+    assert_eq!(read_npy_tensor(&d.join("f.npy"), &dev).unwrap().dims(), &[3, 1, 8, 8]);
+    // a DiT whose patches do not tile the latents is refused
+    fails(
+        &d,
+        &[
+            "train",
+            "--data",
+            "digits",
+            "--latent",
+            "ae-moved",
+            "--model",
+            "dit",
+            "--preset",
+            "digits",
+            "--patch-size",
+            "3",
+            "--out",
+            "bad",
+        ],
+        "patch",
+    );
+    assert!(!d.join("bad").exists());
+
     // pixel-space tools refuse latent runs; a pixel run has no latents to write
     fails(&d, &["inpaint", "--run", "run", "--image", "x.npy", "--mask", "left", "--out", "i.npy"], "latent");
     fails(&d, &["eval", "--metric", "nll", "--run", "run", "--data", "digits"], "latent");

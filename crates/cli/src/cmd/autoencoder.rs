@@ -70,10 +70,19 @@ pub fn run(a: TrainAutoencoderArgs) -> Result<()> {
     let x = images.narrow(0, 0, n)?;
     let rec = ae.decode(&ae.encode(&x)?.mean)?;
     let p = psnr(&x, &rec)?;
+    // held-out images, where the data set has a test split (MNIST, Fashion-MNIST, CIFAR-10)
+    let test = match spec.load(Some(n), 0, Split::Test) {
+        Ok(b) => {
+            let x = b.images.to_dtype(DType::F32)?;
+            let rec = ae.decode(&ae.encode(&x)?.mean)?;
+            format!(", {:.2} dB on {} test images", psnr(&x, &rec)?, x.dim(0)?)
+        }
+        Err(_) => String::new(),
+    };
     save_diffusers_autoencoder(&a.out, &ae, &vm)?;
     let z = cfg.latent_side(h);
     println!(
-        "autoencoder: {c}×{h}×{w} -> {}×{z}×{z} latents, reconstruction PSNR {p:.2} dB ({n} training images), \
+        "autoencoder: {c}×{h}×{w} -> {}×{z}×{z} latents, reconstruction PSNR {p:.2} dB ({n} training images{test}), \
          scaling_factor {:.4}, {:.0} s; written to {}",
         cfg.latent_channels,
         ae.config().scaling_factor,
