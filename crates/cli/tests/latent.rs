@@ -81,8 +81,8 @@ fn latent_diffusion_trains_samples_decodes_and_resumes() {
             "-q",
         ],
     );
-    let x = read_npy_tensor(&d.join("x.npy"), &dev).unwrap();
-    let z = read_npy_tensor(&d.join("z.npy"), &dev).unwrap();
+    let x = read_npy_tensor(d.join("x.npy"), &dev).unwrap();
+    let z = read_npy_tensor(d.join("z.npy"), &dev).unwrap();
     assert_eq!(x.dims(), &[12, 1, 8, 8]);
     assert_eq!(z.dims(), &[12, 2, 4, 4]);
     // --out is the decoding of --latents-out by the run's copy of the autoencoder
@@ -114,7 +114,7 @@ fn latent_diffusion_trains_samples_decodes_and_resumes() {
             "-q",
         ],
     );
-    assert!(max_abs(&read_npy_tensor(&d.join("y.npy"), &dev).unwrap(), &x) < 1e-5);
+    assert!(max_abs(&read_npy_tensor(d.join("y.npy"), &dev).unwrap(), &x) < 1e-5);
 
     // any method and network: a flow-matching DiT on the 2×4×4 latents (1×1 patches)
     ok(
@@ -161,7 +161,7 @@ fn latent_diffusion_trains_samples_decodes_and_resumes() {
             "-q",
         ],
     );
-    assert_eq!(read_npy_tensor(&d.join("f.npy"), &dev).unwrap().dims(), &[3, 1, 8, 8]);
+    assert_eq!(read_npy_tensor(d.join("f.npy"), &dev).unwrap().dims(), &[3, 1, 8, 8]);
     // a DiT whose patches do not tile the latents is refused
     fails(
         &d,
@@ -233,5 +233,5 @@ fn bad_latent_settings_are_errors() {
 /// The 8×8 digits as the CLI loads them (exported by `data export`).
 fn rediffuse_cli_data(d: &std::path::Path) -> Tensor {
     ok(d, &["data", "export", "digits", "--out", "digits.npy"]);
-    read_npy_tensor(&d.join("digits.npy"), &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap()
+    read_npy_tensor(d.join("digits.npy"), &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap()
 }
