@@ -47,7 +47,7 @@ fn latent_diffusion_trains_samples_decodes_and_resumes() {
         ],
     );
     let config = std::fs::read_to_string(d.join("run/config.toml")).unwrap();
-    assert!(config.contains("[latent]") && config.contains("scaling_factor"), "{config}");
+    assert!(config.contains("[latent]") && config.contains("autoencoder = \"ae\""), "{config}");
     // the model sees 2×4×4 latents (an MLP on 32 values)
     assert!(config.contains("data_dim = 32"), "{config}");
     assert!(
@@ -86,8 +86,7 @@ fn latent_diffusion_trains_samples_decodes_and_resumes() {
     assert_eq!(x.dims(), &[12, 1, 8, 8]);
     assert_eq!(z.dims(), &[12, 2, 4, 4]);
     // --out is the decoding of --latents-out by the run's copy of the autoencoder
-    let cfg = rediffuse_train::TrainConfig::load(&d.join("run/config.toml")).unwrap();
-    let run_codec = LatentCodec::of_run(&d.join("run"), cfg.latent.as_ref().unwrap(), &dev).unwrap();
+    let run_codec = LatentCodec::of_run(&d.join("run"), &dev).unwrap();
     assert!(max_abs(&run_codec.decode(&z).unwrap(), &x) < 1e-5);
     let lo = x.min_all().unwrap().to_scalar::<f32>().unwrap();
     let hi = x.max_all().unwrap().to_scalar::<f32>().unwrap();

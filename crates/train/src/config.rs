@@ -666,14 +666,11 @@ impl TrainConfig {
                 ));
             }
         }
-        if let Some(l) = &self.latent {
-            l.validate()?;
-            if self.super_res.is_some() || matches!(self.method, Method::Cold(_)) {
-                return Err(TrainError::invalid(
-                    "latent",
-                    "latent diffusion applies to noise-based methods without super-resolution",
-                ));
-            }
+        if self.latent.is_some() && (self.super_res.is_some() || matches!(self.method, Method::Cold(_))) {
+            return Err(TrainError::invalid(
+                "latent",
+                "latent diffusion applies to noise-based methods without super-resolution",
+            ));
         }
         if self.couplings.is_some() && !matches!(self.method, Method::Flow(_)) {
             return Err(crate::objective::couplings_error());

@@ -20,71 +20,54 @@ pub const VAE_DIR: &str = "vae";
 /// Images encoded or decoded per forward pass.
 const CHUNK: usize = 256;
 
-/// `[latent]` of a run's config.
+/// `[latent]` of a run's config. The scale and shift are the autoencoder's own
+/// (`scaling_factor`, `shift_factor` of its `config.json`), read from the run's `vae/` copy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatentConfig {
-    /// The autoencoder folder the run was created from (informational: the run uses its copy in
-    /// `RUN/vae/`).
+    /// The autoencoder folder the run was created from (the run then uses its copy in `RUN/vae/`).
     pub autoencoder: String,
-    /// s of z = s·(E(x) − shift), copied from the autoencoder's `scaling_factor`.
-    pub scaling_factor: f64,
-    /// The autoencoder's `shift_factor` (0 when it has none).
-    #[serde(default)]
-    pub shift_factor: f64,
-}
-
-impl LatentConfig {
-    pub fn validate(&self) -> Result<()> {
-        if !(self.scaling_factor.is_finite() && self.scaling_factor > 0.0) {
-            return Err(TrainError::invalid(
-                "latent.scaling_factor",
-                format!("must be a positive number, got {}", self.scaling_factor),
-            ));
-        }
-        if !self.shift_factor.is_finite() {
-            return Err(TrainError::invalid(
-                "latent.shift_factor",
-                format!("must be finite, got {}", self.shift_factor),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// A frozen autoencoder with its latent scaling: images ↔ diffusion-space latents.
 pub struct LatentCodec {
     ae: AutoencoderKl,
-    config: LatentConfig,
+    /// s of z = s·(E(x) − shift).
+    scaling_factor: f64,
+    shift_factor: f64,
 }
 
 impl LatentCodec {
     /// The autoencoder of the diffusers `AutoencoderKL` folder `dir`, with its own scale and shift.
     pub fn open(dir: &Path, device: &Device) -> Result<Self> {
-        let ae = DiffusersFolder::read(dir, device)?.autoencoder_kl()?;
-        let c = ae.config();
-        let config = LatentConfig {
-            autoencoder: dir.display().to_string(),
-            scaling_factor: c.scaling_factor,
-            shift_factor: c.shift_factor.unwrap_or(0.0),
-        };
-        config.validate().map_err(|e| TrainError::corrupt(dir.join(CONFIG_FILE), e))?;
-        Ok(Self { ae, config })
-    }
-
-    /// The codec of the latent run `run` (its `vae/` copy, with the scaling recorded in its config).
-    pub fn of_run(run: &Path, config: &LatentConfig, device: &Device) -> Result<Self> {
-        let dir = run.join(VAE_DIR);
         if !dir.join(WEIGHTS_FILE).exists() {
             return Err(TrainError::MissingFile(dir.join(WEIGHTS_FILE)));
         }
-        let ae = DiffusersFolder::read(&dir, device)?.autoencoder_kl()?;
-        config.validate()?;
-        Ok(Self { ae, config: config.clone() })
+        let ae = DiffusersFolder::read(dir, device)?.autoencoder_kl()?;
+        let (scaling_factor, shift_factor) =
+            (ae.config().scaling_factor, ae.config().shift_factor.unwrap_or(0.0));
+        let bad = |field: &str, v: f64| {
+            TrainError::corrupt(
+                dir.join(CONFIG_FILE),
+                format!("{field} must be a positive finite number, got {v}"),
+            )
+        };
+        if !(scaling_factor.is_finite() && scaling_factor > 0.0) {
+            return Err(bad("scaling_factor", scaling_factor));
+        }
+        if !shift_factor.is_finite() {
+            return Err(bad("shift_factor", shift_factor));
+        }
+        Ok(Self { ae, scaling_factor, shift_factor })
     }
 
-    pub fn config(&self) -> &LatentConfig {
-        &self.config
+    /// The codec of the latent run `run` (its `vae/` copy).
+    pub fn of_run(run: &Path, device: &Device) -> Result<Self> {
+        Self::open(&run.join(VAE_DIR), device)
+    }
+
+    pub fn scaling_factor(&self) -> f64 {
+        self.scaling_factor
     }
 
     pub fn autoencoder(&self) -> &AutoencoderKl {
@@ -110,14 +93,14 @@ impl LatentCodec {
     /// z = s·(μ(x) − shift) for images `x` `[N, C, H, W]` in [−1, 1]: the posterior mean (LDM's
     /// `mode()`), so a data set's latents are computed once and exactly reproduced on resume.
     pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
-        let (s, shift) = (self.config.scaling_factor, self.config.shift_factor);
+        let (s, shift) = (self.scaling_factor, self.shift_factor);
         self.chunked(x, |b| Ok(self.ae.encode(b)?.mean.affine(s, -s * shift)?))
     }
 
     /// x = D(z/s + shift) for latents `z` `[N, C_z, h, w]`, clamped to the data range [−1, 1]
     /// (as diffusers' image post-processing does).
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let (s, shift) = (self.config.scaling_factor, self.config.shift_factor);
+        let (s, shift) = (self.scaling_factor, self.shift_factor);
         self.chunked(z, |b| Ok(self.ae.decode(&b.affine(1.0 / s, shift)?)?.clamp(-1f32, 1f32)?))
     }
 
@@ -175,8 +158,7 @@ mod tests {
         let dev = Device::Cpu;
         let vm = candle_nn::VarMap::new();
         let ae = AutoencoderKl::new_seeded(&small(), &vm, &dev, 3).unwrap();
-        let config = LatentConfig { autoencoder: "x".into(), scaling_factor: 0.5, shift_factor: 0.25 };
-        let codec = LatentCodec { ae, config };
+        let codec = LatentCodec { ae, scaling_factor: 0.5, shift_factor: 0.25 };
         let x = Tensor::randn(0f32, 0.5, (300, 1, 8, 8), &dev).unwrap();
         assert_eq!(codec.latent_shape(&[1, 8, 8]).unwrap(), vec![2, 4, 4]);
         assert!(codec.latent_shape(&[3, 8, 8]).is_err());
@@ -196,10 +178,24 @@ mod tests {
     }
 
     #[test]
-    fn bad_scaling_is_refused() {
-        for s in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-            let c = LatentConfig { autoencoder: "x".into(), scaling_factor: s, shift_factor: 0.0 };
-            assert!(c.validate().unwrap_err().to_string().contains("scaling_factor"));
+    fn folders_with_bad_scaling_or_no_weights_are_refused() {
+        let dev = Device::Cpu;
+        let dir = std::env::temp_dir().join(format!("rediffuse-latent-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(LatentCodec::open(&dir, &dev), Err(TrainError::MissingFile(_))));
+        let vm = candle_nn::VarMap::new();
+        let ae = AutoencoderKl::new_seeded(&small(), &vm, &dev, 3).unwrap();
+        crate::autoencoder::save_diffusers_autoencoder(&dir, &ae, &vm).unwrap();
+        let codec = LatentCodec::open(&dir, &dev).unwrap();
+        assert_eq!((codec.scaling_factor, codec.shift_factor), (0.5, 0.25));
+        let text = std::fs::read_to_string(dir.join(CONFIG_FILE)).unwrap();
+        let mut json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for s in [0.0, -1.0] {
+            json["scaling_factor"] = s.into();
+            std::fs::write(dir.join(CONFIG_FILE), json.to_string()).unwrap();
+            let err = LatentCodec::open(&dir, &dev).err().unwrap().to_string();
+            assert!(err.contains("scaling_factor"), "{err}");
         }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

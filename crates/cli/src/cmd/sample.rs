@@ -144,8 +144,8 @@ pub fn from_run(run: &Path, ema: bool) -> Result<Model> {
         .with_context(|| format!("loading run {}", run.display()))?;
     let sample_shape = crate::cmd::data::run_sample_shape(&loaded.config)?;
     let decoder = match &loaded.config.latent {
-        Some(l) => Some(Box::new(
-            rediffuse_train::latent::LatentCodec::of_run(run, l, &Device::Cpu)
+        Some(_) => Some(Box::new(
+            rediffuse_train::latent::LatentCodec::of_run(run, &Device::Cpu)
                 .with_context(|| format!("loading the autoencoder of latent run {}", run.display()))?,
         )),
         None => None,

@@ -91,9 +91,8 @@ fn build_config(a: &TrainArgs) -> Result<TrainConfig> {
         if cfg.super_res.is_some() {
             bail!("--latent and --super-res do not combine (super-resolution works in pixel space)");
         }
-        let codec = rediffuse_train::latent::LatentCodec::open(dir, &Device::Cpu)
-            .with_context(|| format!("--latent {}: not an autoencoder folder", dir.display()))?;
-        cfg.latent = Some(codec.config().clone());
+        // opened (and checked) in `train_in`, before the run folder is written
+        cfg.latent = Some(rediffuse_train::latent::LatentConfig { autoencoder: dir.display().to_string() });
     }
     if let Some(s) = a.aug_max {
         let Some(sr) = &mut cfg.super_res else {
@@ -339,13 +338,7 @@ fn train_in_with(
     let (mut trainer, evaluator) = match cfg {
         Some(mut cfg) => {
             let (data, labels) = load_training_set(&cfg, &device)?;
-            let codec = match &cfg.latent {
-                Some(l) => Some(
-                    rediffuse_train::latent::LatentCodec::open(Path::new(&l.autoencoder), &device)
-                        .with_context(|| format!("loading the autoencoder {}", l.autoencoder))?,
-                ),
-                None => None,
-            };
+            let codec = latent_codec(&cfg, None, &device)?;
             let data = encode_latents(codec.as_ref(), data, &cfg, quiet)?;
             if let (Some(0), Some(l)) = (cfg.model.num_classes(), &labels) {
                 // `--class-cond`: as many classes as the data set has
@@ -373,13 +366,9 @@ fn train_in_with(
             if cfg.couplings.is_some() {
                 bail!("fixed couplings come from `rediffuse reflow`, not from a training config");
             }
-            let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
+            let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, codec, &device)?;
             let init = consistency_init(&cfg)?;
             let mut trainer = Trainer::create_with_labels(out, cfg, data, labels)?;
-            let evaluator = match (evaluator, codec) {
-                (Some(e), Some(c)) => Some(e.with_decoder(c)),
-                (e, _) => e,
-            };
             if let Some(l) = &trainer.config().latent {
                 rediffuse_train::latent::install_vae(Path::new(&l.autoencoder), out)
                     .context("copying the autoencoder into the run")?;
@@ -396,17 +385,10 @@ fn train_in_with(
             if let Some(a) = eval_args {
                 cfg.eval = crate::cmd::train_eval::configure(a, cfg.eval.take())?;
             }
-            let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, &device)?;
             let (data, labels) = load_training_set(&cfg, &device)?;
-            let codec = match &cfg.latent {
-                Some(l) => Some(rediffuse_train::latent::LatentCodec::of_run(out, l, &device)?),
-                None => None,
-            };
+            let codec = latent_codec(&cfg, Some(out), &device)?;
             let data = encode_latents(codec.as_ref(), data, &cfg, quiet)?;
-            let evaluator = match (evaluator, codec) {
-                (Some(e), Some(c)) => Some(e.with_decoder(c)),
-                (e, _) => e,
-            };
+            let evaluator = crate::cmd::train_eval::FidKidEval::new(&cfg, codec, &device)?;
             let mut trainer = Trainer::resume_with_labels(out, data, labels)?;
             if let Some(path) = &cfg.couplings {
                 let z = crate::cmd::data::load(path, None, cfg.seed, &device)
@@ -423,6 +405,23 @@ fn train_in_with(
         trainer.set_total_steps(steps)?;
     }
     drive(out, trainer, evaluator, quiet)
+}
+
+/// A latent run's autoencoder: the folder it is created from (`run` = `None`) or the run's
+/// `vae/` copy (resumed runs); `None` for pixel runs.
+fn latent_codec(
+    cfg: &TrainConfig,
+    run: Option<&Path>,
+    device: &Device,
+) -> Result<Option<rediffuse_train::latent::LatentCodec>> {
+    use rediffuse_train::latent::LatentCodec;
+    let Some(l) = &cfg.latent else { return Ok(None) };
+    Ok(Some(match run {
+        None => LatentCodec::open(Path::new(&l.autoencoder), device)
+            .with_context(|| format!("--latent {}: not an autoencoder folder", l.autoencoder))?,
+        Some(run) => LatentCodec::of_run(run, device)
+            .with_context(|| format!("loading the autoencoder of latent run {}", run.display()))?,
+    }))
 }
 
 /// A latent run's training set: the data's latents z = s·(μ(x) − shift) (pixel runs: `data`).
@@ -442,7 +441,7 @@ fn encode_latents(
             "encoded {} images {:?} to latents {shape:?} (scale {:.4}) in {:.1} s",
             data.dim(0)?,
             &data.dims()[1..],
-            codec.config().scaling_factor,
+            codec.scaling_factor(),
             start.elapsed().as_secs_f64()
         );
     }

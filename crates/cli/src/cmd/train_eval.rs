@@ -90,7 +90,12 @@ pub struct FidKidEval {
 impl FidKidEval {
     /// Load the reference data (`n` examples of the run's training set) and the feature network,
     /// and compute the reference features once.
-    pub fn new(config: &TrainConfig, device: &Device) -> Result<Option<Self>> {
+    /// `decoder`: a latent run's autoencoder (samples are latents, decoded before their features).
+    pub fn new(
+        config: &TrainConfig,
+        decoder: Option<rediffuse_train::latent::LatentCodec>,
+        device: &Device,
+    ) -> Result<Option<Self>> {
         let Some(ec) = &config.eval else { return Ok(None) };
         let reference =
             crate::cmd::data::load_split(&config.data, Some(ec.n), config.seed, Split::Train, device)
@@ -114,23 +119,18 @@ impl FidKidEval {
             extractor,
             reference: features,
             reference_stats,
-            spec: eval_sampler(&config.method, ec.sampler_steps, sample_shape.len() == 3),
+            // latents are not clipped like images
+            spec: eval_sampler(
+                &config.method,
+                ec.sampler_steps,
+                sample_shape.len() == 3 && decoder.is_none(),
+            ),
             n: ec.n,
             seed: config.seed,
             sample_shape,
             device: device.clone(),
-            decoder: None,
+            decoder,
         }))
-    }
-
-    /// Evaluate a latent run: samples are latents of `codec`, decoded to images (not clipped
-    /// in latent space).
-    pub fn with_decoder(mut self, codec: rediffuse_train::latent::LatentCodec) -> Self {
-        if let SamplerSpec::Ddim(o) = &mut self.spec {
-            o.clip_x0 = None;
-        }
-        self.decoder = Some(codec);
-        self
     }
 
     fn metrics(&mut self, run: &LoadedRun) -> Result<BTreeMap<String, f64>> {
