@@ -206,13 +206,26 @@ fn gradients_match_finite_differences() {
 
 #[test]
 fn fast_kernels_match_reference_ops_on_the_digits_preset() {
-    let cfg = DitConfig { num_classes: Some(10), learn_sigma: true, ..DitConfig::digits() };
+    fast_kernels_match_reference_ops(DitConfig {
+        num_classes: Some(10),
+        learn_sigma: true,
+        ..DitConfig::digits()
+    });
+}
+
+/// The MNIST preset: 49 tokens of 4×4 patches, 32-wide heads (other kernel tile shapes).
+#[test]
+fn fast_kernels_match_reference_ops_on_the_mnist_preset() {
+    fast_kernels_match_reference_ops(DitConfig::mnist());
+}
+
+fn fast_kernels_match_reference_ops(cfg: DitConfig) {
     let (net, vm) = build(&cfg, DType::F32, 12);
     perturb(&vm, &ZERO_INIT, 0.05, 13);
     let (x, t) = inputs(&cfg, 3, DType::F32);
-    let labels = Tensor::new(&[1u32, 10, 4], &DEV).unwrap();
+    let labels = cfg.num_classes.map(|_| Tensor::new(&[1u32, 10, 4], &DEV).unwrap());
     let run = || {
-        let y = net.forward_with_labels(&x, &t, Some(&labels)).unwrap();
+        let y = net.forward_with_labels(&x, &t, labels.as_ref()).unwrap();
         let g = probe_loss(&y, 21).backward().unwrap();
         let data = vm.data().lock().unwrap();
         let mut gs: Vec<(String, Tensor)> =
